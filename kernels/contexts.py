@@ -1,0 +1,94 @@
+"""Context streams and the teacher, keyed by context index so any chunking gives the same contexts.
+
+Context ``t`` of a stream with seed ``seed`` is drawn from RNG stream ``t`` (see ``rng.seed_stream``), so
+row ``b`` of a chunk starting at ``first`` is the same whatever the chunk size or resume point.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .rng import next_u64, randint, seed_stream, uniform
+
+
+@njit(cache=True)
+def normal(state):
+    """A standard normal draw (Box–Muller, the cosine branch; one draw per call keeps streams simple)."""
+    u1 = uniform(state)
+    u2 = uniform(state)
+    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(cache=True, parallel=True)
+def rademacher_contexts(seed, first, X):
+    """X[b] ∈ {±1}^d i.i.d. (float64[B, d]), context index ``first + b``."""
+    B, d = X.shape
+    for b in prange(B):
+        state = np.empty(4, np.uint64)
+        seed_stream(seed, first + b, state)
+        bits = np.uint64(0)
+        for c in range(d):
+            if c % 64 == 0:
+                bits = next_u64(state)
+            X[b, c] = 1.0 if (bits >> np.uint64(c % 64)) & np.uint64(1) else -1.0
+
+
+@njit(cache=True, parallel=True)
+def mixture_contexts(seed, first, n_centres, sigma, X, centre):
+    """Gaussian-mixture contexts (paper §2): centre c ~ Unif{0..M−1}, x = e_c + ξ with ξ ~ N(0, σ²I) whose
+    norm is clipped to ≤ σ, then x is rescaled to ‖x‖ = √d. Writes X (float64[B, d]) and the centre ids
+    ``centre`` (int64[B]). Requires n_centres ≤ d.
+    """
+    B, d = X.shape
+    for b in prange(B):
+        state = np.empty(4, np.uint64)
+        seed_stream(seed, first + b, state)
+        c = randint(state, n_centres)
+        centre[b] = c
+        nrm = 0.0
+        for t in range(d):
+            z = sigma * normal(state)
+            X[b, t] = z
+            nrm += z * z
+        nrm = math.sqrt(nrm)
+        shrink = sigma / nrm if nrm > sigma else 1.0
+        tot = 0.0
+        for t in range(d):
+            X[b, t] *= shrink
+            if t == c:
+                X[b, t] += 1.0
+            tot += X[b, t] * X[b, t]
+        scale = math.sqrt(d / tot)
+        for t in range(d):
+            X[b, t] *= scale
+
+
+@njit(cache=True, parallel=True)
+def teacher_responses(W1s, W2s, X, Y):
+    """The teacher's responses (paper §2): y*_1 = argmax(W1* x), y*_i = argmax(W1* x + W2*[:, y*_{i−1}]).
+
+    W1s float64[k, d], W2s float64[k, k] (the paper's layout), X float64[B, d]; writes Y (int64[B, N]).
+    Ties go to the smallest token.
+    """
+    B, N = Y.shape
+    k = W1s.shape[0]
+    for b in prange(B):
+        u = W1s @ X[b]
+        for i in range(N):
+            best = -np.inf
+            arg = 0
+            for a in range(k):
+                s = u[a] if i == 0 else u[a] + W2s[a, Y[b, i - 1]]
+                if s > best:
+                    best = s
+                    arg = a
+            Y[b, i] = arg
+
+
+@njit(cache=True, parallel=True)
+def uniform_ids(seed, first, M, out):
+    """out[b] uniform in {0..M−1} from RNG stream ``first + b`` (int64[B])."""
+    for b in prange(out.shape[0]):
+        state = np.empty(4, np.uint64)
+        seed_stream(seed, first + b, state)
+        out[b] = randint(state, M)

@@ -1,0 +1,173 @@
+"""Per-sequence kernels, generic over the feature map: sampling, exact log-likelihood and its gradient.
+
+These are the building blocks users call from their own ``@njit`` loops. Every array argument is caller
+owned; the ``Scratch`` arrays (float64[k]) are work space so that nothing is allocated per sequence.
+Arguments shared by all functions:
+
+    fm     feature map tuple (kind, k, N, tscale), see ``features``
+    w      float64[D] policy weights
+    x      float64[d] context row (empty for cells);  j  int, context id (cell index for cells)
+    y      int64[N]   a response
+"""
+import math
+
+from numba import njit
+
+from .features import finish_grad, prepare, token_grad, token_logits
+from .mathfn import exp_nonpos
+from .rng import randint, uniform
+from .softmax import FAST, logsumexp, sample_categorical
+
+# Behaviour policies q used to draw a response.
+POLICY = 0        # q = p_w (on-policy)
+UNIFORM = 1       # q = Unif(Y^N)
+BASE = 2          # q = p_{w0} (frozen base model)
+MIXTURE = 3       # q = ½ p_{w0} + ½ Unif, mixed per whole sequence
+EPS_MIXTURE = 4   # q(·|prefix) = (1−ε) p_w(·|prefix) + ε Unif(Y), mixed per token
+LOG_HALF = math.log(0.5)
+
+
+@njit(cache=True)
+def logaddexp(a, b):
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+@njit(cache=True, fastmath=FAST)
+def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, lg0, e):
+    """Draw a response ``y`` (int64[N], written) from behaviour ``behaviour`` and score it.
+
+    ``w0`` is the base model (read by BASE and MIXTURE only), ``eps`` the token mixing weight of
+    EPS_MIXTURE, ``state`` the stream's uint64[4] RNG state (advanced). ``lse`` (float64[N], written) gets
+    the policy's per-token log-normalisers, which ``accumulate_grad`` reuses. Scratch: u, u0, lg, lg0, e
+    (float64[k] each).
+
+    Returns (log p_w(y|x), log q(y|x)) for the sampled response.
+    """
+    k = fm[1]
+    N = fm[2]
+    logk = math.log(k)
+    prepare(fm, w, x, j, u)
+    need_base = behaviour == BASE or behaviour == MIXTURE
+    if need_base:
+        prepare(fm, w0, x, j, u0)
+    from_base = behaviour == BASE
+    if behaviour == MIXTURE:
+        from_base = uniform(state) < 0.5
+    logp = 0.0
+    logq = 0.0
+    logq0 = 0.0
+    for i in range(N):
+        token_logits(fm, w, x, j, u, y, i, lg)
+        if behaviour == POLICY:
+            a, z = sample_categorical(lg, e, state)
+            lse[i] = z
+            logq += lg[a] - z
+        else:
+            z = logsumexp(lg)
+            lse[i] = z
+            if need_base:
+                token_logits(fm, w0, x, j, u0, y, i, lg0)
+                if from_base:
+                    a, z0 = sample_categorical(lg0, e, state)
+                else:
+                    a = randint(state, k)
+                    z0 = logsumexp(lg0)
+                logq0 += lg0[a] - z0
+            elif behaviour == UNIFORM:
+                a = randint(state, k)
+            else:  # EPS_MIXTURE
+                if uniform(state) < eps:
+                    a = randint(state, k)
+                else:
+                    a, _ = sample_categorical(lg, e, state)
+                logq += logaddexp(math.log1p(-eps) + lg[a] - z, math.log(eps) - logk) if eps > 0.0 else lg[a] - z
+        logp += lg[a] - lse[i]
+        y[i] = a
+    if behaviour == UNIFORM:
+        logq = -N * logk
+    elif behaviour == BASE:
+        logq = logq0
+    elif behaviour == MIXTURE:
+        logq = logaddexp(LOG_HALF + logq0, LOG_HALF - N * logk)
+    return logp, logq
+
+
+@njit(cache=True, fastmath=FAST)
+def sequence_loglik(fm, w, x, j, y, tok, u, lg):
+    """Exact log p_w(y|x) of a given response.
+
+    Writes the per-token log-probs log p_w(y_i|x, y_<i) into ``tok`` (float64[N]) and returns
+    (sequence log-likelihood, min-token log-prob). Pure log space: no underflow for any N.
+    """
+    N = fm[2]
+    prepare(fm, w, x, j, u)
+    total = 0.0
+    worst = math.inf
+    for i in range(N):
+        token_logits(fm, w, x, j, u, y, i, lg)
+        lp = lg[y[i]] - logsumexp(lg)
+        tok[i] = lp
+        total += lp
+        if lp < worst:
+            worst = lp
+    return total, worst
+
+
+@njit(cache=True, fastmath=FAST, inline="always")
+def scaled_probs(lg, z, c, out):
+    """out[a] = c · exp(lg[a] − z) with z the log-normaliser of ``lg``."""
+    for a in range(lg.shape[0]):
+        out[a] = c * exp_nonpos(lg[a] - z)
+
+
+@njit(cache=True, fastmath=FAST)
+def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, cu):
+    """g += scale · Σ_i adv[i] · ∇_w log p_w(y_i | x, y_<i)   (the score-function / REINFORCE gradient).
+
+    ``adv`` (float64[N]) is the per-token advantage A_i (broadcast sequence reward for the outcome reward,
+    prefix rewards for the process reward, 1 for supervised log-likelihood). Tokens with A_i = 0 cost
+    nothing. If ``have_lse`` the per-token log-normalisers in ``lse`` (float64[N], from ``sample_sequence``
+    with the same ``w``) are reused instead of recomputed. Scratch: u, lg, coef, cu (float64[k]).
+    """
+    k = fm[1]
+    N = fm[2]
+    active = False
+    for i in range(N):
+        if adv[i] != 0.0:
+            active = True
+            break
+    if not active:
+        return
+    prepare(fm, w, x, j, u)
+    for a in range(k):
+        cu[a] = 0.0
+    for i in range(N):
+        ai = adv[i] * scale
+        if ai != 0.0:
+            token_logits(fm, w, x, j, u, y, i, lg)
+            z = lse[i] if have_lse else logsumexp(lg)
+            scaled_probs(lg, z, -ai, coef)
+            coef[y[i]] += ai
+            token_grad(fm, x, j, y, i, coef, cu, g)
+    finish_grad(fm, x, j, cu, g)
+
+
+@njit(cache=True, fastmath=FAST)
+def correct_path_gap(fm, w, x, j, ystar, u, lg):
+    """min over positions i and wrong tokens a ≠ y*_i of the score gap
+    ⟨w, φ(x, y*_<i, y*_i) − φ(x, y*_<i, a)⟩ along the correct path ``ystar`` (int64[N])."""
+    k = fm[1]
+    N = fm[2]
+    prepare(fm, w, x, j, u)
+    gap = math.inf
+    for i in range(N):
+        token_logits(fm, w, x, j, u, ystar, i, lg)
+        top = lg[ystar[i]]
+        for a in range(k):
+            if a != ystar[i] and top - lg[a] < gap:
+                gap = top - lg[a]
+    return gap

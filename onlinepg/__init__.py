@@ -1,0 +1,17 @@
+"""onlinepg — a Numba-compiled simulator of post-training linear autoregressive models with policy gradients.
+
+``onlinepg.kernels`` holds the public Numba kernels; this package is the thin Python layer around them.
+"""
+__version__ = "0.1.0"
+
+from . import kernels
+from .errors import ConfigError
+from .features import FeatureSpec
+from .policy import Policy, Samples
+from .seeds import derive_seed
+from .tasks import (Batch, CellsTask, TeacherTask, beta_for_alpha, bottleneck_base, cells_base,
+                    empirical_margin, staircase_base, teacher_base)
+
+__all__ = ["kernels", "ConfigError", "FeatureSpec", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
+           "TeacherTask", "beta_for_alpha", "bottleneck_base", "cells_base", "empirical_margin",
+           "staircase_base", "teacher_base"]

@@ -1,0 +1,249 @@
+"""Tasks: who the contexts are, what the correct response is, and base models with a known likelihood.
+
+* ``TeacherTask`` — the paper's bigram teacher (§2) with Rademacher or Gaussian-mixture contexts.
+* ``CellsTask``   — M contexts with one-hot cell features and an exact margin γ = 1/√(M·N).
+* Base models: ``cells_base`` (prescribed likelihood α, β solved in closed form), ``staircase_base``,
+  ``bottleneck_base``, and ``teacher_base`` (β found by bisection so the mean log-likelihood is log α).
+* ``empirical_margin`` — the margin γ of an instance for a given w*.
+
+Contexts are keyed by index: ``task.contexts(first, n)`` returns contexts ``first … first+n−1`` of the
+task's stream, identical whatever the chunking.
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kernels as K
+from . import validate as v
+from .features import FeatureSpec
+from .policy import Policy
+from .seeds import derive_seed
+
+CONTEXT_KINDS = ("rademacher", "mixture")
+
+
+@dataclass
+class Batch:
+    """Contexts and their correct responses: X float64[B, d], J int64[B] (context id: mixture centre,
+    cell index or stream index), Ystar int64[B, N]."""
+
+    X: np.ndarray
+    J: np.ndarray
+    Ystar: np.ndarray
+
+
+@dataclass
+class TeacherTask:
+    """The paper's teacher: W1* ∈ R^{k×d}, W2* ∈ R^{k×k} i.i.d. N(0, 1) drawn once from ``seed``;
+    y*_1 = argmax(W1* x), y*_i = argmax(W1* x + W2*[:, y*_{i−1}]).
+
+    contexts  'rademacher' (x ∈ {±1}^d) or 'mixture' (``centres`` centres at e_1..e_M, noise N(0, σ²I)
+              clipped to norm ≤ σ, rescaled to ‖x‖ = √d; J holds the centre id).
+    normalize scale contexts to ‖x‖ = 1/√2 and use the normalised bigram map (‖φ‖ ≤ 1).
+    """
+
+    d: int
+    k: int
+    N: int
+    contexts_kind: str = "rademacher"
+    centres: int = 32
+    sigma: float = 0.05
+    seed: int = 0
+    normalize: bool = False
+    W1s: np.ndarray = field(init=False, repr=False)
+    W2s: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.features = FeatureSpec("bigram", self.k, self.N, d=self.d, normalize=self.normalize)
+        v.choice("task.contexts", self.contexts_kind, CONTEXT_KINDS)
+        v.integer("task.seed", self.seed, 0, 2**63 - 1)
+        if self.contexts_kind == "mixture":
+            v.integer("task.centres", self.centres, 1, self.d)
+            v.real("task.sigma", self.sigma, 0.0, open_lo=True)
+        rng = np.random.default_rng(derive_seed(self.seed, "teacher"))
+        self.W1s = rng.standard_normal((self.k, self.d))
+        self.W2s = rng.standard_normal((self.k, self.k))
+
+    def contexts(self, first, n, stream="contexts"):
+        """Contexts ``first … first+n−1`` of the named stream: (X float64[n, d], J int64[n])."""
+        key = derive_seed(self.seed, stream)
+        X = np.empty((n, self.d))
+        if self.contexts_kind == "rademacher":
+            K.rademacher_contexts(key, first, X)
+            J = np.arange(first, first + n, dtype=np.int64)
+        else:
+            J = np.empty(n, np.int64)
+            K.mixture_contexts(key, first, self.centres, self.sigma, X, J)
+        if self.normalize:
+            X /= np.sqrt(2.0 * (X * X).sum(axis=1, keepdims=True))
+        return X, J
+
+    def responses(self, X):
+        """y*(x) for every row of X (float64[B, d]) → int64[B, N]."""
+        X = v.float_array("X", X, (None, self.d))
+        Y = np.empty((len(X), self.N), np.int64)
+        K.teacher_responses(self.W1s, self.W2s, X, Y)
+        return Y
+
+    def draw(self, first, n, stream="contexts"):
+        X, J = self.contexts(first, n, stream)
+        return Batch(X, J, self.responses(X))
+
+    def centre_contexts(self):
+        """The noiseless mixture centres e_c rescaled like the contexts (float64[M, d]), ids 0..M−1."""
+        X = np.zeros((self.centres, self.d))
+        X[np.arange(self.centres), np.arange(self.centres)] = math.sqrt(self.d)
+        if self.normalize:
+            X /= np.sqrt(2.0 * self.d)
+        return Batch(X, np.arange(self.centres, dtype=np.int64), self.responses(X))
+
+    def star_weights(self):
+        """The teacher as a policy in kernel layout, scaled to ‖w*‖ = 1 (its argmax path is y*)."""
+        w = np.concatenate([self.W1s.T.ravel(), self.W2s.T.ravel() / self.features.tscale])
+        return w / np.linalg.norm(w)
+
+
+@dataclass
+class CellsTask:
+    """M contexts j, one-hot features per cell (j, i, a), y*_{j,i} uniform from ``seed``.
+
+    w* = c·Σ_{j,i} e_{(j,i,y*_{j,i})} with c = 1/√(M·N) has ‖w*‖ = 1 and margin exactly γ = c. Give either
+    ``M`` or ``gamma`` (then M = round(1/(N γ²)) and ``gamma`` is the exact c of that M).
+    """
+
+    k: int
+    N: int
+    M: int = 0
+    gamma: float = 0.0
+    seed: int = 0
+    ystar: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        v.integer("task.k", self.k, 2)
+        v.integer("task.N", self.N, 1)
+        v.integer("task.seed", self.seed, 0, 2**63 - 1)
+        if self.M:
+            v.integer("task.M", self.M, 1)
+        else:
+            v.unit_open("task.gamma", self.gamma)
+            self.M = max(1, int(round(1.0 / (self.N * self.gamma ** 2))))
+        self.gamma = 1.0 / math.sqrt(self.M * self.N)
+        self.features = FeatureSpec("cells", self.k, self.N, M=self.M)
+        rng = np.random.default_rng(derive_seed(self.seed, "cells"))
+        self.ystar = rng.integers(0, self.k, size=(self.M, self.N)).astype(np.int64)
+
+    def contexts(self, first, n, stream="contexts"):
+        """Context ids drawn uniformly from {0..M−1}, keyed by index (X is empty: float64[n, 0])."""
+        key = derive_seed(self.seed, stream)
+        J = np.empty(n, np.int64)
+        _uniform_ids(key, first, self.M, J)
+        return np.zeros((n, 0)), J
+
+    def responses(self, J):
+        return self.ystar[np.asarray(J, dtype=np.int64)]
+
+    def draw(self, first, n, stream="contexts"):
+        X, J = self.contexts(first, n, stream)
+        return Batch(X, J, self.responses(J))
+
+    def all_contexts(self):
+        """Every context once: ids 0..M−1."""
+        J = np.arange(self.M, dtype=np.int64)
+        return Batch(np.zeros((self.M, 0)), J, self.ystar)
+
+    def star_weights(self):
+        w = np.zeros((self.M, self.N, self.k))
+        w[np.arange(self.M)[:, None], np.arange(self.N)[None, :], self.ystar] = self.gamma
+        return w.ravel()
+
+
+def _uniform_ids(key, first, M, out):
+    """out[b] = uniform id in [0, M) from RNG stream first + b (a kernel call; no per-row Python)."""
+    K.uniform_ids(key, first, M, out)
+
+
+# -- base models -------------------------------------------------------------------------------------
+
+def beta_for_alpha(alpha, k, N, c):
+    """β such that the policy β·w* has per-token probability p = α^{1/N} on the correct path, where w*
+    puts weight c on every correct cell: p = e^{βc} / (e^{βc} + k − 1) ⇒ βc = log(p (k−1) / (1−p))."""
+    alpha = v.unit_open("alpha", alpha)
+    p = alpha ** (1.0 / N)
+    return math.log(p * (k - 1) / (1.0 - p)) / c
+
+
+def cells_base(task: CellsTask, alpha):
+    """Base policy β·w* whose likelihood of y* is exactly α on every context."""
+    beta = beta_for_alpha(alpha, task.k, task.N, task.gamma)
+    return Policy(task.features, beta * task.star_weights())
+
+
+def staircase_base(task: CellsTask, alphas, fractions):
+    """Context groups with their own likelihoods: contexts are split into consecutive groups of sizes
+    ∝ ``fractions``; group g gets β_g solving α_g. Returns (Policy, group int64[M]). The likelihood CDF —
+    hence the LQ — is a step function with steps at α_g of heights ``fractions``."""
+    alphas = [v.unit_open(f"alphas[{i}]", a) for i, a in enumerate(alphas)]
+    fr = np.asarray(fractions, dtype=float)
+    if fr.shape != (len(alphas),) or np.any(~np.isfinite(fr)) or np.any(fr <= 0):
+        raise v.ConfigError("fractions must be positive numbers, one per entry of alphas")
+    bounds = np.round(np.cumsum(fr / fr.sum()) * task.M).astype(int)
+    group = np.searchsorted(bounds, np.arange(task.M), side="right").astype(np.int64)
+    betas = np.array([beta_for_alpha(a, task.k, task.N, task.gamma) for a in alphas])
+    w = task.star_weights().reshape(task.M, task.N, task.k) * betas[group][:, None, None]
+    return Policy(task.features, w.ravel()), group
+
+
+def bottleneck_base(task: CellsTask, alpha, position=0, easy=0.99):
+    """Same sequence likelihood α, opposite token profile: every position but ``position`` has probability
+    ``easy`` on the correct token, and ``position`` has α / easy^{N−1} (must lie in (0, 1))."""
+    alpha = v.unit_open("alpha", alpha)
+    position = v.integer("position", position, 0, task.N - 1)
+    easy = v.unit_open("easy", easy)
+    hard = alpha / easy ** (task.N - 1)
+    if not 0.0 < hard < 1.0:
+        raise v.ConfigError(f"alpha={alpha} with easy={easy} and N={task.N} needs a bottleneck probability "
+                            f"alpha/easy^(N-1) = {hard:g} in (0, 1); raise easy or lower alpha")
+    logit = lambda p: math.log(p * (task.k - 1) / (1.0 - p))  # noqa: E731  (score gap giving prob p)
+    scale = np.full(task.N, logit(easy))
+    scale[position] = logit(hard)
+    w = np.zeros((task.M, task.N, task.k))
+    w[np.arange(task.M)[:, None], np.arange(task.N)[None, :], task.ystar] = scale[None, :]
+    return Policy(task.features, w.ravel())
+
+
+def teacher_base(task: TeacherTask, alpha, batch: Batch, tol=1e-10):
+    """β·w* (w* = the normalised teacher) with β chosen by bisection so that the mean log-likelihood of y*
+    over ``batch`` equals log α (mean log p(y*|x) is increasing in β because y* is the argmax path)."""
+    alpha = v.unit_open("alpha", alpha)
+    star = Policy(task.features, task.star_weights())
+    target = math.log(alpha)
+
+    def mean_ll(beta):
+        star.w = beta * task.star_weights()
+        return float(star.loglik(batch.X, batch.J, batch.Ystar)[0].mean())
+
+    if mean_ll(0.0) >= target:
+        raise v.ConfigError(f"alpha={alpha} is at or below the uniform policy's likelihood k^-N; "
+                            "choose alpha > k^-N")
+    hi = 1.0
+    while mean_ll(hi) < target:
+        hi *= 2.0
+        if hi > 1e12:
+            raise v.ConfigError(f"alpha={alpha} is not reachable by scaling the teacher on this batch")
+    lo = 0.0
+    while hi - lo > tol * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if mean_ll(mid) < target else (lo, mid)
+    return Policy(task.features, hi * task.star_weights())
+
+
+def empirical_margin(features: FeatureSpec, w_star, batch: Batch):
+    """γ̂ = min over contexts, positions and wrong tokens of ⟨w*, φ(y*_i) − φ(a)⟩ / (‖w*‖ · max‖φ‖)
+    along the correct paths (SPEC §2). Negative when w* does not rank y* first everywhere."""
+    pol = Policy(features, w_star)
+    nrm = float(np.linalg.norm(pol.w))
+    if nrm == 0.0:
+        raise v.ConfigError("w_star must be nonzero")
+    gaps = pol.margin_gaps(batch.X, batch.J, batch.Ystar)
+    return float(gaps.min()) / (nrm * features.max_feature_norm(batch.X))

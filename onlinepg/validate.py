@@ -1,0 +1,95 @@
+"""Edge validation: every public entry point checks its input here before any kernel runs.
+
+Kernels assume valid input; these helpers turn anything else into one ``ConfigError`` naming the field and
+the accepted range, never a Numba typing traceback.
+"""
+import numbers
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def integer(name, value, lo=None, hi=None):
+    """An int in [lo, hi] (either bound optional)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value!r}")
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value}")
+    return value
+
+
+def real(name, value, lo=None, hi=None, open_lo=False, open_hi=False):
+    """A finite float in the interval given by lo/hi (closed unless open_lo/open_hi)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number{_interval(lo, hi, open_lo, open_hi)}, got {value!r}")
+    value = float(value)
+    bad = ((lo is not None and (value < lo or (open_lo and value == lo)))
+           or (hi is not None and (value > hi or (open_hi and value == hi))))
+    if bad:
+        raise ConfigError(f"{name} must be in {_interval(lo, hi, open_lo, open_hi).strip()}, got {value}")
+    return value
+
+
+def unit_open(name, value):
+    """A probability strictly inside (0, 1) — used for γ, α, ε."""
+    return real(name, value, 0.0, 1.0, open_lo=True, open_hi=True)
+
+
+def choice(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def float_array(name, value, shape):
+    """A finite float64 C-contiguous array of the given shape (None entries match any size)."""
+    try:
+        arr = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a numeric array of shape {_shape(shape)}: {exc}") from None
+    _check_shape(name, arr, shape)
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(f"{name} must contain only finite values (found NaN or inf)")
+    return arr
+
+
+def int_array(name, value, shape, lo, hi):
+    """An int64 C-contiguous array of the given shape with entries in [lo, hi]."""
+    arr = np.asarray(value)
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ConfigError(f"{name} must be an integer array with entries in [{lo}, {hi}], got dtype {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    _check_shape(name, arr, shape)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise ConfigError(f"{name} entries must be in [{lo}, {hi}], got range [{arr.min()}, {arr.max()}]")
+    return arr
+
+
+def _check_shape(name, arr, shape):
+    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+    if not ok:
+        raise ConfigError(f"{name} must have shape {_shape(shape)}, got {arr.shape}")
+
+
+def _shape(shape):
+    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _range(lo, hi):
+    if lo is not None and hi is not None:
+        return f" in [{lo}, {hi}]"
+    if lo is not None:
+        return f" >= {lo}"
+    if hi is not None:
+        return f" <= {hi}"
+    return ""
+
+
+def _interval(lo, hi, open_lo, open_hi):
+    if lo is None and hi is None:
+        return ""
+    left = ("(" if open_lo else "[") + ("-inf" if lo is None else f"{lo:g}")
+    right = ("inf" if hi is None else f"{hi:g}") + (")" if open_hi else "]")
+    return f" in {left}, {right}"

@@ -3,8 +3,13 @@
 Pure functions over arrays and explicit RNG state; they import numpy and numba only. Every function is
 ``@njit(cache=True)`` and can be called from a user's own jitted loop (see README, "Embedding").
 """
-from .batch import BLOCK, grad_batch, loglik_batch, margin_batch, n_blocks, sample_batch
-from .contexts import mixture_contexts, normal, rademacher_contexts, teacher_responses, uniform_ids
+from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
+                    margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
+from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
+                       rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
+                       uniform_ids_serial)
+from .twin import PARALLEL_MIN_ROWS, serial_twin
+
 from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits
 from .rng import next_u64, randint, seed_stream, seed_streams, splitmix64, uniform
@@ -13,3 +18,4 @@ from .sequence import (BASE, EPS_MIXTURE, MIXTURE, POLICY, UNIFORM, accumulate_g
 from .softmax import log_softmax, logsumexp, sample_categorical
 from .updates import (ADAGRAD, ADAPTIVE, CONSTANT, adaptive_lr, apply_update, clipped_importance_weight,
                       sq_norm)
+from . import online

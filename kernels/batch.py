@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from .sequence import accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
+from .twin import serial_twin
 
 BLOCK = 32
 
@@ -87,3 +88,9 @@ def margin_batch(fm, w, X, J, Ystar, gaps):
         lg = np.empty(k)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             gaps[b] = correct_path_gap(fm, w, X[b], J[b], Ystar[b], u, lg)
+
+
+sample_batch_serial = serial_twin(sample_batch)
+loglik_batch_serial = serial_twin(loglik_batch)
+grad_batch_serial = serial_twin(grad_batch)
+margin_batch_serial = serial_twin(margin_batch)

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .rng import next_u64, randint, seed_stream, uniform
+from .twin import serial_twin
 
 
 @njit(cache=True)
@@ -92,3 +93,9 @@ def uniform_ids(seed, first, M, out):
         state = np.empty(4, np.uint64)
         seed_stream(seed, first + b, state)
         out[b] = randint(state, M)
+
+
+rademacher_contexts_serial = serial_twin(rademacher_contexts)
+mixture_contexts_serial = serial_twin(mixture_contexts)
+teacher_responses_serial = serial_twin(teacher_responses)
+uniform_ids_serial = serial_twin(uniform_ids)

@@ -70,4 +70,8 @@ def custom_kernels(phi, D):
         fn = types.FunctionType(src.py_func.__code__, table, name, src.py_func.__defaults__)
         opts = {key: val for key, val in src.targetoptions.items() if key not in ("cache", "nopython")}
         table[name] = njit(**opts)(fn)
-    return types.SimpleNamespace(**{name: table[name] for name in _REBOUND}, D=D, phi=phi)
+        if opts.get("parallel"):
+            opts.pop("parallel")
+            table[name + "_serial"] = njit(**opts)(types.FunctionType(src.py_func.__code__, table, name))
+    names = [n for n in table if n in _REBOUND or n[: -len("_serial")] in _REBOUND]
+    return types.SimpleNamespace(**{name: table[name] for name in names}, D=D, phi=phi)

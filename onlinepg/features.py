@@ -7,6 +7,12 @@ from . import kernels as K
 from . import validate as v
 
 KINDS = ("bigram", "cells", "custom")
+
+
+def pick(namespace, name, rows):
+    """Kernel ``name`` from ``namespace`` for a batch of ``rows``: its serial twin below
+    ``kernels.PARALLEL_MIN_ROWS`` rows, where waking the thread pool costs more than the work."""
+    return getattr(namespace, name if rows >= K.PARALLEL_MIN_ROWS else name + "_serial")
 _CODES = {"bigram": K.BIGRAM, "cells": K.CELLS, "custom": K.CUSTOM}
 
 
@@ -67,6 +73,10 @@ class FeatureSpec:
     def context_dim(self):
         """Width of the context rows X (0 for cells, whose contexts are the ids J)."""
         return 0 if self.kind == "cells" else self.d
+
+    def kernel(self, name, rows):
+        """The batch kernel ``name`` (e.g. 'sample_batch') for this map, sized for ``rows`` rows."""
+        return pick(self.kernels, name, rows)
 
     @cached_property
     def kernels(self):

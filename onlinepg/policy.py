@@ -75,7 +75,7 @@ class Policy:
         states = np.empty((B, 4), np.uint64)
         K.seed_streams(seed, first_stream, states)
         out = Samples(np.empty((B, N), np.int64), np.empty(B), np.empty(B), np.empty((B, N)))
-        self.features.kernels.sample_batch(self.features.fm, self.w, w0, X, J, code, eps, states,
+        self.features.kernel("sample_batch", B)(self.features.fm, self.w, w0, X, J, code, eps, states,
                                            out.Y, out.lse, out.logp, out.logq)
         return out
 
@@ -86,7 +86,7 @@ class Policy:
         Y = self._responses("Y", Y, len(X))
         B, N = Y.shape
         ll, mn, tok = np.empty(B), np.empty(B), np.empty((B, N))
-        self.features.kernels.loglik_batch(self.features.fm, self.w, X, J, Y, ll, mn, tok)
+        self.features.kernel("loglik_batch", B)(self.features.fm, self.w, X, J, Y, ll, mn, tok)
         return ll, mn, tok
 
     def grad(self, X=None, J=None, Y=None, adv=None, *, scale=1.0, lse=None):
@@ -103,7 +103,7 @@ class Policy:
         have = lse is not None
         lse = v.float_array("lse", lse, (B, N)) if have else np.empty((B, N))
         g = np.zeros(self.features.D)
-        self.features.kernels.grad_batch(self.features.fm, self.w, X, J, Y, adv, lse, have, scale, g)
+        self.features.kernel("grad_batch", B)(self.features.fm, self.w, X, J, Y, adv, lse, have, scale, g)
         return g
 
     def update(self, g, rule="adaptive", lr=0.1, adagrad_state=None):
@@ -125,7 +125,7 @@ class Policy:
         X, J = self._contexts(X, J)
         Ystar = self._responses("Ystar", Ystar, len(X))
         gaps = np.empty(len(X))
-        self.features.kernels.margin_batch(self.features.fm, self.w, X, J, Ystar, gaps)
+        self.features.kernel("margin_batch", len(X))(self.features.fm, self.w, X, J, Ystar, gaps)
         return gaps
 
     # -- paper layouts ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import kernels as K
 from . import validate as v
-from .features import FeatureSpec
+from .features import FeatureSpec, pick
 from .policy import Policy
 from .seeds import derive_seed
 
@@ -70,11 +70,11 @@ class TeacherTask:
         key = derive_seed(self.seed, stream)
         X = np.empty((n, self.d))
         if self.contexts_kind == "rademacher":
-            K.rademacher_contexts(key, first, X)
+            pick(K, "rademacher_contexts", n)(key, first, X)
             J = np.arange(first, first + n, dtype=np.int64)
         else:
             J = np.empty(n, np.int64)
-            K.mixture_contexts(key, first, self.centres, self.sigma, X, J)
+            pick(K, "mixture_contexts", n)(key, first, self.centres, self.sigma, X, J)
         if self.normalize:
             X /= np.sqrt(2.0 * (X * X).sum(axis=1, keepdims=True))
         return X, J
@@ -83,7 +83,7 @@ class TeacherTask:
         """y*(x) for every row of X (float64[B, d]) → int64[B, N]."""
         X = v.float_array("X", X, (None, self.d))
         Y = np.empty((len(X), self.N), np.int64)
-        K.teacher_responses(self.W1s, self.W2s, X, Y)
+        pick(K, "teacher_responses", len(X))(self.W1s, self.W2s, X, Y)
         return Y
 
     def draw(self, first, n, stream="contexts"):
@@ -160,7 +160,7 @@ class CellsTask:
 
 def _uniform_ids(key, first, M, out):
     """out[b] = uniform id in [0, M) from RNG stream first + b (a kernel call; no per-row Python)."""
-    K.uniform_ids(key, first, M, out)
+    pick(K, "uniform_ids", len(out))(key, first, M, out)
 
 
 # -- base models -------------------------------------------------------------------------------------

@@ -1,12 +1,26 @@
-"""The console script's default job runs end to end."""
+"""The console script: the default experiment end to end (shrunk), and its output contract."""
+import json
 import subprocess
 import sys
 
+from onlinepg.trace import read_table
 
-def test_default_job_runs():
-    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run"], capture_output=True, text=True,
-                         timeout=300)
+
+def test_default_experiment_runs(tmp_path):
+    out = tmp_path / "default"
+    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run", "--out", str(out), "--no-progress",
+                          "--set", "run.rounds=60", "--set", "run.eval_every=20", "--set", "base.steps=50"],
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
-    lines = [ln for ln in res.stdout.splitlines() if ln.strip() and ln.split()[0].isdigit()]
-    first, last = float(lines[0].split()[-1]), float(lines[-1].split()[-1])
-    assert last < first                      # post-training lowers the exact test error
+    assert f"run folder: {out}" in res.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    ev = read_table(out / "eval").to_pylist()
+    assert [e["round"] for e in ev] == [0, 20, 40, 60]
+    assert ev[-1]["test_error"] < ev[0]["test_error"]       # post-training lowers the exact test error
+    assert summary["orm_queries"] == 60 * 256
+
+
+def test_resume_needs_out():
+    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run", "--resume"], capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "--resume needs --out" in res.stderr

@@ -1,0 +1,22 @@
+"""Serial twins of the ``prange`` kernels.
+
+Waking Numba's thread pool costs more than the whole job for a few dozen short sequences (and much more on
+a loaded machine), so every parallel batch kernel also exists as ``<name>_serial``: the same code object
+compiled with ``parallel=False`` under its own name, hence its own on-disk cache entry. Callers pick the
+twin below ``PARALLEL_MIN_ROWS`` rows; both give bit-identical results (fixed-block reductions).
+"""
+import types
+
+from numba import njit
+
+PARALLEL_MIN_ROWS = 128
+
+
+def serial_twin(dispatcher):
+    py = dispatcher.py_func
+    name = py.__name__ + "_serial"
+    fn = types.FunctionType(py.__code__, py.__globals__, name, py.__defaults__, py.__closure__)
+    fn.__qualname__ = name
+    fn.__doc__ = f"Serial twin of ``{py.__name__}`` (same code, no thread pool)."
+    opts = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("parallel", "nopython")}
+    return njit(**opts)(fn)

@@ -1,0 +1,108 @@
+"""From a resolved config to the objects a run needs: task, context stream, base model, test set."""
+import numpy as np
+
+from . import kernels as K
+from .errors import ConfigError
+from .io import load_policy
+from .policy import LR_RULES, Policy
+from .seeds import derive_seed
+from .tasks import Batch, CellsTask, TeacherTask, bottleneck_base, cells_base, staircase_base
+
+
+def build_task(cfg):
+    t = cfg["task"]
+    if t["kind"] == "teacher":
+        return TeacherTask(t["d"], t["k"], t["N"], contexts_kind=t["contexts"], centres=t["centres"],
+                           sigma=t["sigma"], seed=t["seed"], normalize=t["normalize"])
+    return CellsTask(t["k"], t["N"], M=t["M"], gamma=t["gamma"], seed=t["seed"])
+
+
+class ContextStream:
+    """Contexts by index: ``batch(first, n)`` gives contexts first … first+n−1 of the run's stream —
+    i.i.d. from the task, or a finite pool visited in order ('cycle') or reshuffled every epoch ('shuffle')."""
+
+    def __init__(self, task, cfg):
+        t = cfg["task"]
+        self.task = task
+        self.kind = t["stream"]
+        self.seed = t["seed"]
+        if self.kind != "iid":
+            if isinstance(task, CellsTask):
+                size = t["pool"] or task.M
+                self.pool = Batch(np.zeros((size, 0)), np.arange(size, dtype=np.int64) % task.M,
+                                  task.ystar[np.arange(size) % task.M])
+            else:
+                self.pool = task.draw(0, t["pool"], stream="pool")
+            self.size = len(self.pool.J)
+
+    def batch(self, first, n):
+        if self.kind == "iid":
+            return self.task.draw(first, n, stream="contexts")
+        idx = np.arange(first, first + n, dtype=np.int64)
+        pos = idx % self.size
+        if self.kind == "shuffle":
+            epochs = idx // self.size
+            for e in np.unique(epochs):
+                perm = np.random.default_rng(derive_seed(self.seed, "shuffle", int(e))).permutation(self.size)
+                sel = epochs == e
+                pos[sel] = perm[pos[sel]]
+        ids = pos if isinstance(self.task, TeacherTask) else self.pool.J[pos]
+        return Batch(self.pool.X[pos], ids, self.pool.Ystar[pos])
+
+
+def test_batch(task, cfg):
+    n = cfg["task"]["test_contexts"]
+    if isinstance(task, CellsTask) and task.M <= n:
+        return task.all_contexts()          # exact expectation over the uniform context distribution
+    return task.draw(0, n, stream="test")
+
+
+def tracked_batch(task, test, cfg):
+    mode = cfg["run"]["tracked"]
+    if mode == "centres" and isinstance(task, TeacherTask) and task.contexts_kind == "mixture":
+        return task.centre_contexts()
+    if mode == "none":
+        return None
+    n = min(cfg["run"]["tracked_count"], len(test.J))
+    return Batch(test.X[:n], np.arange(n, dtype=np.int64), test.Ystar[:n])
+
+
+def pretrain(task, cfg, policy):
+    """The paper's base-model stage: batched supervised steps (mean over batch × N) from ``policy``."""
+    b = cfg["base"]
+    G2 = np.zeros(policy.features.D)
+    B, N = b["batch"], task.N
+    for step in range(b["steps"]):
+        batch = task.draw(step * B, B, stream="pretrain")
+        g = policy.grad(batch.X, batch.J, batch.Ystar, np.ones(B), scale=1.0 / (B * N))
+        policy.update(g, b["lr_rule"], b["lr"], G2)
+    return policy
+
+
+def build_base(task, cfg):
+    """The initial policy w_0 (also the frozen base q_0 of the exploring algorithms)."""
+    b = cfg["base"]
+    kind = b["kind"]
+    if kind == "zero":
+        return Policy(task.features)
+    if kind == "pretrain":
+        return pretrain(task, cfg, Policy(task.features))
+    if kind == "load":
+        pol = load_policy(b["path"])
+        if pol.features != task.features:
+            raise ConfigError(f"base.path {b['path']} holds weights for {pol.features}, but the task needs "
+                              f"{task.features}")
+        return Policy(task.features, pol.w)
+    if kind == "alpha":
+        return cells_base(task, b["alpha"])
+    if kind == "staircase":
+        return staircase_base(task, b["alphas"], b["fractions"])[0]
+    return bottleneck_base(task, b["alpha"], position=b["position"], easy=b["easy"])
+
+
+def rule_code(name):
+    return LR_RULES[name]
+
+
+BEHAVIOUR_CODES = {"policy": K.POLICY, "uniform": K.UNIFORM, "base": K.BASE, "mixture": K.MIXTURE,
+                   "eps_mixture": K.EPS_MIXTURE}

@@ -1,0 +1,273 @@
+"""Run configuration: the schema (every key, its default and accepted values), TOML in and out, overrides.
+
+A config is a dict of four sections — ``task``, ``base``, ``algo``, ``run`` — each a flat dict of scalars
+or lists. ``resolve(user)`` fills defaults, checks every key, and returns the fully resolved config; an
+unknown section or key, or a bad value, raises one ``ConfigError`` naming ``section.key`` and the accepted
+values, before anything is written anywhere.
+"""
+import math
+import sys
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Key:
+    default: object
+    kind: type                 # int, float, bool, str, list
+    doc: str
+    lo: float = None
+    hi: float = None
+    choices: tuple = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def check(self, name, value):
+        if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if self.kind is list:
+            if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                      and math.isfinite(x) for x in value):
+                raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
+            return [float(x) for x in value]
+        if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
+        if self.kind in (int, float):
+            if self.kind is float and not math.isfinite(value):
+                raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
+            low_bad = self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo))
+            high_bad = self.hi is not None and (value > self.hi or (self.open_hi and value == self.hi))
+            if low_bad or high_bad:
+                raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
+        return value
+
+    def accepted(self):
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is list:
+            return "a list of numbers"
+        if self.kind is str:
+            return "a string"
+        word = "an integer" if self.kind is int else "a number"
+        if self.lo is None and self.hi is None:
+            return word
+        left = ("(" if self.open_lo else "[") + ("-inf" if self.lo is None else f"{self.lo:g}")
+        right = "inf)" if self.hi is None else f"{self.hi:g}" + (")" if self.open_hi else "]")
+        return f"{word} in {left}, {right}"
+
+
+ALGOS = ("sgd", "pg", "best_of_m", "pg_process", "pg_batch", "perceptron")
+BEHAVIOURS = ("policy", "uniform", "base", "mixture", "eps_mixture")
+
+SCHEMA = {
+    "task": {
+        "kind": Key("teacher", str, "'teacher' (paper §2 bigram teacher) or 'cells' (exact-margin one-hot "
+                    "instance)", choices=("teacher", "cells")),
+        "d": Key(16, int, "context dimension (teacher)", lo=1),
+        "k": Key(16, int, "vocabulary size", lo=2),
+        "N": Key(16, int, "response length in tokens", lo=1),
+        "contexts": Key("mixture", str, "teacher contexts: 'rademacher' or 'mixture'",
+                        choices=("rademacher", "mixture")),
+        "centres": Key(16, int, "mixture centres M (≤ d)", lo=1),
+        "sigma": Key(0.05, float, "mixture noise scale σ", lo=0.0, open_lo=True),
+        "normalize": Key(False, bool, "normalised features (‖φ‖ ≤ 1) instead of the paper's raw x"),
+        "M": Key(0, int, "cells: number of contexts (0: derived from gamma as round(1/(N γ²)))", lo=0),
+        "gamma": Key(0.1, float, "cells: margin γ (used when M = 0)", lo=0.0, hi=1.0, open_lo=True,
+                     open_hi=True),
+        "seed": Key(0, int, "task seed (teacher / y* draw and context streams)", lo=0, hi=2**63 - 1),
+        "stream": Key("iid", str, "'iid' fresh contexts, or a finite pool: 'cycle' or 'shuffle' "
+                      "(reshuffled every epoch)", choices=("iid", "cycle", "shuffle")),
+        "pool": Key(0, int, "finite pool size for cycle/shuffle (0: all M cells contexts; teacher needs ≥ 1)",
+                    lo=0),
+        "test_contexts": Key(2048, int, "held-out contexts for the exact test error", lo=1),
+    },
+    "base": {
+        "kind": Key("zero", str, "initial weights: 'zero' (uniform policy), 'pretrain' (batched supervised "
+                    "stage), 'load' (weights file), 'alpha' / 'staircase' / 'bottleneck' (cells bases with a "
+                    "prescribed likelihood)",
+                    choices=("zero", "pretrain", "load", "alpha", "staircase", "bottleneck")),
+        "steps": Key(200, int, "pretrain: supervised steps", lo=1),
+        "batch": Key(256, int, "pretrain: batch size", lo=1),
+        "lr": Key(0.1, float, "pretrain: learning rate", lo=0.0, open_lo=True),
+        "lr_rule": Key("adagrad", str, "pretrain: 'adagrad', 'adaptive' or 'constant'",
+                       choices=("adagrad", "adaptive", "constant")),
+        "path": Key("", str, "load: a weights .npz (a run's checkpoint or onlinepg.save_policy output)"),
+        "alpha": Key(0.01, float, "alpha / bottleneck: likelihood α of y* under the base", lo=0.0, hi=1.0,
+                     open_lo=True, open_hi=True),
+        "alphas": Key([1e-4, 0.5], list, "staircase: likelihood of each context group"),
+        "fractions": Key([1.0, 1.0], list, "staircase: relative group sizes"),
+        "position": Key(0, int, "bottleneck: the hard position", lo=0),
+        "easy": Key(0.99, float, "bottleneck: per-token probability at the easy positions", lo=0.0, hi=1.0,
+                    open_lo=True, open_hi=True),
+    },
+    "algo": {
+        "name": Key("pg_batch", str, "the algorithm (SPEC §4)", choices=ALGOS),
+        "lr_rule": Key("adaptive", str, "'adaptive' (η = 1/(4+2‖g‖²)), 'constant' or 'adagrad'",
+                       choices=("adaptive", "constant", "adagrad")),
+        "lr": Key(0.1, float, "constant / Adagrad learning rate", lo=0.0, open_lo=True),
+        "behaviour": Key("policy", str, "pg: behaviour policy q", choices=BEHAVIOURS),
+        "eps": Key(0.1, float, "eps_mixture: token mixing weight ε", lo=0.0, hi=1.0),
+        "reward": Key("01", str, "'01' (0/1) or 'pm1' (±1, the paper code's variant)", choices=("01", "pm1")),
+        "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out)",
+                        choices=("none", "batch_mean", "group_mean", "loo")),
+        "group_size": Key(1, int, "samples per context G (group baselines)", lo=1),
+        "std_scale": Key(False, bool, "divide group advantages by the group's reward std (GRPO-style)"),
+        "iw_clip": Key(0.0, float, "importance weight p/q clipped to [1/ζ, ζ]; 0 = off, else ζ ≥ 1", lo=0.0),
+        "batch": Key(1, int, "pg_batch / sgd: contexts per update (sgd: 1 = per-round)", lo=1),
+        "m": Key(8, int, "best_of_m: exploration draws from ½base + ½uniform", lo=1),
+        "m_tok": Key(8, int, "pg_process: candidate tokens per position", lo=1),
+        "variant": Key("explore", str, "pg_process: 'explore' (Algorithm 2), 'binary_search' or 'on_policy'",
+                       choices=("explore", "binary_search", "on_policy")),
+        "reward_type": Key("outcome", str, "pg_batch: 'outcome' (ORM) or 'process' (PRM)",
+                           choices=("outcome", "process")),
+    },
+    "run": {
+        "rounds": Key(1000, int, "rounds (per-round algorithms) or steps (batched: pg_batch, sgd with "
+                      "batch > 1)", lo=1),
+        "seed": Key(0, int, "sampling seed", lo=0, hi=2**63 - 1),
+        "eval_every": Key(100, int, "rounds between exact test-error evaluations", lo=1),
+        "trace_every": Key(1, int, "write every n-th round to rounds/ (decimation)", lo=1),
+        "chunk": Key(65536, int, "rounds per kernel call (any value gives the same trace)", lo=1),
+        "checkpoint_every": Key(0, int, "rounds between checkpoints and Parquet flushes (0: every "
+                                "eval_every · ⌈10^5 / (eval_every·batch·N)⌉ rounds)", lo=0),
+        "keep_checkpoints": Key(3, int, "checkpoints kept on disk (the newest; 0 keeps all)", lo=0),
+        "tracked": Key("centres", str, "contexts whose likelihood is tracked at each evaluation: 'centres' "
+                       "(mixture centres), 'test' (the first tracked_count test contexts) or 'none'",
+                       choices=("centres", "test", "none")),
+        "tracked_count": Key(32, int, "tracked contexts for tracked = 'test'", lo=1),
+        "progress": Key(True, bool, "show a progress bar (stderr)"),
+    },
+}
+
+
+def defaults():
+    return {sec: {key: spec.default for key, spec in keys.items()} for sec, keys in SCHEMA.items()}
+
+
+def resolve(user):
+    """Defaults ⊕ user values, every key checked; returns a new dict."""
+    if not isinstance(user, dict):
+        raise ConfigError("config must be a table of sections: task, base, algo, run")
+    out = defaults()
+    for sec, values in user.items():
+        if sec not in SCHEMA:
+            raise ConfigError(f"unknown config section [{sec}]; accepted: {', '.join(SCHEMA)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{sec}] must be a table of keys")
+        for key, value in values.items():
+            if key not in SCHEMA[sec]:
+                raise ConfigError(f"unknown key {sec}.{key}; accepted: {', '.join(SCHEMA[sec])}")
+            out[sec][key] = SCHEMA[sec][key].check(f"{sec}.{key}", value)
+    _cross_checks(out)
+    return out
+
+
+def _cross_checks(c):
+    t, b, a, r = c["task"], c["base"], c["algo"], c["run"]
+    if t["kind"] == "teacher" and t["contexts"] == "mixture" and t["centres"] > t["d"]:
+        raise ConfigError(f"task.centres must be <= task.d ({t['d']}) for mixture contexts, got {t['centres']}")
+    if t["kind"] == "teacher" and t["stream"] != "iid" and t["pool"] < 1:
+        raise ConfigError("task.pool must be an integer >= 1 for a teacher task with stream 'cycle' or 'shuffle'")
+    if b["kind"] in ("alpha", "staircase", "bottleneck") and t["kind"] != "cells":
+        raise ConfigError(f"base.kind {b['kind']!r} needs task.kind = 'cells'")
+    if b["kind"] == "load" and not b["path"]:
+        raise ConfigError("base.path must name a weights file when base.kind = 'load'")
+    if b["kind"] == "staircase":
+        if len(b["alphas"]) < 1 or len(b["alphas"]) != len(b["fractions"]):
+            raise ConfigError("base.alphas and base.fractions must be non-empty lists of the same length")
+        if any(not 0 < x < 1 for x in b["alphas"]) or any(x <= 0 for x in b["fractions"]):
+            raise ConfigError("base.alphas must lie in (0, 1) and base.fractions must be > 0")
+    if b["kind"] == "bottleneck" and b["position"] >= t["N"]:
+        raise ConfigError(f"base.position must be an integer in [0, {t['N'] - 1}], got {b['position']}")
+    if a["name"] == "perceptron" and t["N"] != 1:
+        raise ConfigError(f"algo.name 'perceptron' needs task.N = 1, got {t['N']}")
+    if a["iw_clip"] != 0.0 and a["iw_clip"] < 1.0:
+        raise ConfigError(f"algo.iw_clip must be 0 (off) or a number >= 1, got {a['iw_clip']}")
+    needs_base = (a["name"] in ("best_of_m", "pg_process") or
+                  (a["name"] == "pg" and a["behaviour"] in ("base", "mixture")))
+    if needs_base and b["kind"] == "zero":
+        # allowed (the base is the uniform policy) but say so in the resolved config's meaning
+        pass
+    if a["name"] == "pg_batch" and a["baseline"] == "group_mean" and a["batch"] % a["group_size"]:
+        raise ConfigError(f"algo.batch ({a['batch']}) must be a multiple of algo.group_size "
+                          f"({a['group_size']}) for the group_mean baseline")
+    if r["tracked"] == "centres" and not (t["kind"] == "teacher" and t["contexts"] == "mixture"):
+        r["tracked"] = "test"
+
+
+def load(path):
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def apply_overrides(user, sets):
+    """``section.key=value`` strings (value parsed as TOML, bare words as strings) into ``user``."""
+    user = {sec: dict(vals) for sec, vals in user.items()}
+    for item in sets or ():
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        name, raw = item.split("=", 1)
+        sec, key = name.strip().split(".", 1)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        user.setdefault(sec, {})[key] = value
+    return user
+
+
+def to_toml(config):
+    """Serialise a resolved config (flat sections of scalars and number lists)."""
+    lines = []
+    for sec, values in config.items():
+        lines.append(f"[{sec}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def reference_table():
+    """Markdown table of every key (README's config reference is generated from this)."""
+    rows = ["| key | default | accepted | meaning |", "|---|---|---|---|"]
+    for sec, keys in SCHEMA.items():
+        for key, spec in keys.items():
+            rows.append(f"| `{sec}.{key}` | `{_toml_value(spec.default)}` | {spec.accepted()} | {spec.doc} |")
+    return "\n".join(rows)
+
+
+# The default experiment (`onlinepg run` with no CONFIG); data/configs/default.toml is the same config.
+DEFAULT_EXPERIMENT = {
+    "task": {"kind": "teacher", "d": 16, "k": 16, "N": 16, "contexts": "mixture", "centres": 16, "seed": 0},
+    "base": {"kind": "pretrain", "steps": 200, "batch": 256, "lr": 0.1, "lr_rule": "adagrad"},
+    "algo": {"name": "pg_batch", "reward_type": "outcome", "reward": "pm1", "baseline": "batch_mean",
+             "lr_rule": "adagrad", "lr": 0.1, "batch": 256},
+    "run": {"rounds": 1000, "seed": 0, "eval_every": 25, "tracked": "centres"},
+}

@@ -1,0 +1,218 @@
+"""The streaming engine: output contract, every algorithm from its example config, decimation, chunk-size
+independence, resume equivalence, killed-run recovery and config errors."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import onlinepg as op
+from onlinepg import config as C
+from onlinepg.engine import TIMING_KEYS, run
+from onlinepg.trace import file_metadata, read_table
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "data" / "configs"
+ROUND_COLUMNS = {"round", "context_id", "reward", "correct", "orm_queries", "prm_queries", "mistakes_sampled",
+                 "mistakes_expected", "loglik_star", "sampled_logprob", "lr", "grad_norm"}
+EVAL_COLUMNS = {"round", "test_error", "test_error_avg", "mean_loglik_star"}
+SUMMARY_KEYS = {"rounds", "updates", "orm_queries", "prm_queries", "mistakes_sampled", "mistakes_expected",
+                "final_test_error", "wall_seconds", "compile_seconds", "rounds_per_second"}
+
+SMALL = {  # shrink each example config to a test-sized run
+    "sgd": ["run.rounds=600", "run.eval_every=200"],
+    "pg": ["run.rounds=600", "run.eval_every=200"],
+    "best_of_m": ["run.rounds=600", "run.eval_every=200"],
+    "pg_process": ["run.rounds=600", "run.eval_every=200"],
+    "pg_batch": ["task.N=8", "task.d=8", "task.k=8", "task.centres=8", "base.steps=20", "algo.batch=64",
+                 "run.rounds=30", "run.eval_every=10"],
+    "perceptron": ["run.rounds=3000", "run.eval_every=1000"],
+    "default": ["base.steps=10", "algo.batch=32", "run.rounds=30", "run.eval_every=10"],
+}
+
+
+def tables(out):
+    return {name: read_table(out / name) for name in ("rounds", "eval", "tracked")}
+
+
+def same_run(a, b):
+    for name in ("rounds", "eval", "tracked"):
+        ta, tb = read_table(a / name), read_table(b / name)
+        assert (ta is None) == (tb is None), name
+        if ta is not None:
+            assert ta.equals(tb), name
+    sa = {k: v for k, v in json.loads((a / "summary.json").read_text()).items() if k not in TIMING_KEYS}
+    sb = {k: v for k, v in json.loads((b / "summary.json").read_text()).items() if k not in TIMING_KEYS}
+    sa.pop("resumed_from"), sb.pop("resumed_from")
+    assert sa == sb
+    wa = np.load(sorted((a / "checkpoints").glob("*.npz"))[-1])["w"]
+    wb = np.load(sorted((b / "checkpoints").glob("*.npz"))[-1])["w"]
+    assert np.array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_example_config_runs(name, tmp_path):
+    out = tmp_path / name
+    summary = run(CONFIGS / f"{name}.toml", out, sets=SMALL[name], progress=False)
+    assert SUMMARY_KEYS <= set(summary)
+    assert json.loads((out / "summary.json").read_text())["rounds"] == summary["rounds"]
+    t = tables(out)
+    assert ROUND_COLUMNS <= set(t["rounds"].column_names)
+    assert EVAL_COLUMNS <= set(t["eval"].column_names)
+    rounds = t["rounds"].column("round").to_numpy()
+    every = C.resolve(C.load(out / "config.toml"))["run"]["trace_every"]
+    assert np.array_equal(rounds, np.arange(0, summary["rounds"], every))
+    for col in t["rounds"].column_names:
+        values = t["rounds"].column(col).to_numpy()
+        assert np.all(np.isfinite(values)), col
+    assert C.resolve(C.load(out / "config.toml"))["algo"]["name"] == C.load(CONFIGS / f"{name}.toml")["algo"]["name"]
+    meta = file_metadata(sorted((out / "rounds").glob("*.parquet"))[0])
+    assert meta["onlinepg.version"] == op.__version__ and "[algo]" in meta["onlinepg.config"]
+    assert int(meta["onlinepg.seed"]) == summary["seed"]
+    # counters are cumulative and consistent with the summary
+    ev = t["eval"].to_pylist()
+    for key in ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled"):
+        assert ev[-1][key] == summary[key], key
+    assert np.all(np.diff(t["rounds"].column("mistakes_sampled").to_numpy()) >= 0)
+    assert ev[0]["round"] == 0 and ev[-1]["round"] == summary["rounds"]
+    assert ev[-1]["test_error"] == pytest.approx(summary["final_test_error"])
+    assert ev[-1]["test_error_avg"] == pytest.approx(np.mean([e["test_error"] for e in ev]))
+    # the checkpoint holds loadable weights
+    pol = op.load_policy(sorted((out / "checkpoints").glob("*.npz"))[-1])
+    assert pol.w.shape == (pol.features.D,)
+
+
+def test_learning_happens(tmp_path):
+    """Supervised SGD on a small teacher drives the exact test error well below the uniform policy's."""
+    s = run({"task": {"d": 8, "k": 4, "N": 3, "contexts": "rademacher"}, "algo": {"name": "sgd"},
+             "run": {"rounds": 5000, "eval_every": 1000, "progress": False}}, tmp_path / "r")
+    assert s["final_test_error"] < 0.5 * (1 - 4.0 ** -3)
+
+
+def test_tracked_centres(tmp_path):
+    run(CONFIGS / "default.toml", tmp_path / "r", sets=SMALL["default"], progress=False)
+    tr = read_table(tmp_path / "r" / "tracked")
+    n_evals = read_table(tmp_path / "r" / "eval").num_rows
+    assert tr.num_rows == 16 * n_evals                    # 16 mixture centres, every evaluation
+    assert set(tr.column("context_id").to_pylist()) == set(range(16))
+
+
+@pytest.mark.parametrize("every", [1, 7, 100])
+def test_decimation(every, tmp_path):
+    base = ["run.rounds=450", "run.eval_every=150", f"run.trace_every={every}"]
+    run(CONFIGS / "pg.toml", tmp_path / "d", sets=base, progress=False)
+    full_sets = ["run.rounds=450", "run.eval_every=150", "run.trace_every=1"]
+    run(CONFIGS / "pg.toml", tmp_path / "f", sets=full_sets, progress=False)
+    dec = read_table(tmp_path / "d" / "rounds")
+    full = read_table(tmp_path / "f" / "rounds")
+    rows = np.arange(0, 450, every)
+    assert np.array_equal(dec.column("round").to_numpy(), rows)
+    assert dec.equals(full.take(rows))
+
+
+@pytest.mark.parametrize("name", ["pg", "pg_process", "pg_batch"])
+def test_chunk_size_does_not_change_the_trace(name, tmp_path):
+    sets = SMALL[name]
+    run(CONFIGS / f"{name}.toml", tmp_path / "a", sets=sets + ["run.chunk=1000000"], progress=False)
+    run(CONFIGS / f"{name}.toml", tmp_path / "b", sets=sets + ["run.chunk=7"], progress=False)
+    same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    sets = ["run.rounds=900", "run.eval_every=100", "run.checkpoint_every=300"]
+    run(CONFIGS / "best_of_m.toml", tmp_path / "full", sets=sets, progress=False)
+    # stop after 600 rounds: same config but fewer rounds would change the config, so cut the folder back
+    run(CONFIGS / "best_of_m.toml", tmp_path / "cut", sets=sets, progress=False)
+    cut = tmp_path / "cut"
+    for p in (cut / "checkpoints").glob("ckpt-*.npz"):
+        if int(p.stem.split("-")[1]) > 600:
+            p.unlink()
+    (cut / "summary.json").unlink()
+    s = run(None, cut, resume=True, progress=False)
+    assert s["resumed_from"] == 600
+    same_run(tmp_path / "full", cut)
+
+
+def test_killed_run_recovers(tmp_path):
+    """SIGKILL mid-run leaves every flushed part readable; --resume finishes it bit for bit."""
+    out = tmp_path / "killed"
+    sets = ["run.rounds=400000", "run.eval_every=2000", "run.checkpoint_every=20000", "run.trace_every=1"]
+    args = [sys.executable, "-m", "onlinepg.cli", "run", str(CONFIGS / "pg.toml"), "--out", str(out),
+            "--no-progress"] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "checkpoints").glob("*.npz"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    parts = sorted((out / "rounds").glob("*.parquet"))
+    assert parts, "no part was flushed before the kill"
+    for p in parts:
+        pq.read_table(p)                                  # every flushed part is complete and readable
+    assert not (out / "summary.json").exists()
+    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run", "--out", str(out), "--resume",
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    run(CONFIGS / "pg.toml", tmp_path / "ref", sets=sets, progress=False)
+    same_run(tmp_path / "ref", out)
+
+
+def test_refuses_non_empty_folder(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(op.ConfigError, match="not empty"):
+        run(CONFIGS / "pg.toml", out, sets=SMALL["pg"], progress=False)
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("sets,message", [
+    (["algo.name=ppo"], "algo.name must be one of"),
+    (["algo.lr=-1"], "algo.lr must be a number in (0, inf)"),
+    (["task.k=1"], "task.k must be an integer in [2, inf)"),
+    (["task.N=0"], "task.N must be an integer in [1, inf)"),
+    (["task.gamma=1.5"], "task.gamma must be a number in (0, 1)"),
+    (["base.kind=alpha", "base.alpha=0"], "base.alpha must be a number in (0, 1)"),
+    (["algo.m=0"], "algo.m must be an integer in [1, inf)"),
+    (["algo.behaviour=greedy"], "algo.behaviour must be one of"),
+    (["algo.iw_clip=0.5"], "algo.iw_clip must be 0 (off) or a number >= 1"),
+    (["run.rounds=ten"], "run.rounds must be an integer"),
+    (["run.roundz=10"], "unknown key run.roundz"),
+    (["algo.name=perceptron"], "needs task.N = 1"),
+    (["task.kind=teacher", "base.kind=alpha"], "base.kind 'alpha' needs task.kind = 'cells'"),
+    (["base.kind=load", "base.path=/nonexistent.npz"], "weights file not found"),
+])
+def test_config_errors_name_the_key_and_write_nothing(sets, message, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(op.ConfigError) as err:
+        run(CONFIGS / "pg.toml", out, sets=sets, progress=False)
+    assert message in str(err.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_reports_config_errors(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run", str(CONFIGS / "pg.toml"), "--out",
+                          str(tmp_path / "x"), "--set", "algo.lr=-1"], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "algo.lr must be" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_default_config_file_matches_builtin():
+    assert C.resolve(C.load(CONFIGS / "default.toml")) == C.resolve(C.DEFAULT_EXPERIMENT)
+
+
+def test_base_from_previous_run(tmp_path):
+    run(CONFIGS / "sgd.toml", tmp_path / "a", sets=["run.rounds=500", "run.eval_every=250"], progress=False)
+    ckpt = sorted((tmp_path / "a" / "checkpoints").glob("*.npz"))[-1]
+    s = run(CONFIGS / "sgd.toml", tmp_path / "b", sets=["run.rounds=10", "run.eval_every=10", "base.kind=load",
+                                                       f'base.path="{ckpt}"'], progress=False)
+    first = read_table(tmp_path / "b" / "eval").to_pylist()[0]["test_error"]
+    last = read_table(tmp_path / "a" / "eval").to_pylist()[-1]["test_error"]
+    assert first == pytest.approx(last)
+    assert s["rounds"] == 10

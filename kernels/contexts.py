@@ -72,18 +72,24 @@ def teacher_responses(W1s, W2s, X, Y):
     Ties go to the smallest token.
     """
     B, N = Y.shape
-    k = W1s.shape[0]
-    for b in prange(B):
-        u = W1s @ X[b]
-        for i in range(N):
-            best = -np.inf
-            arg = 0
+    k, d = W1s.shape
+    for blk in prange((B + 63) // 64):
+        u = np.empty(k)
+        for b in range(blk * 64, min(B, blk * 64 + 64)):
             for a in range(k):
-                s = u[a] if i == 0 else u[a] + W2s[a, Y[b, i - 1]]
-                if s > best:
-                    best = s
-                    arg = a
-            Y[b, i] = arg
+                s = 0.0
+                for c in range(d):
+                    s += W1s[a, c] * X[b, c]
+                u[a] = s
+            for i in range(N):
+                best = -np.inf
+                arg = 0
+                for a in range(k):
+                    s = u[a] if i == 0 else u[a] + W2s[a, Y[b, i - 1]]
+                    if s > best:
+                        best = s
+                        arg = a
+                Y[b, i] = arg
 
 
 @njit(cache=True, parallel=True)

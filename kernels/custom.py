@@ -14,6 +14,7 @@ and for checking new feature maps, not for speed.
 """
 import types
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -57,7 +58,7 @@ def _dense_primitives(phi, D):
 
 def custom_kernels(phi, D):
     """Kernels for the feature map ``phi`` of dimension ``D`` (see module docstring)."""
-    if not hasattr(phi, "py_func"):
+    if not hasattr(phi, "py_func") and not numba.config.DISABLE_JIT:
         raise TypeError("custom_kernels: phi must be a numba @njit function phi(x, y, i, a, out)")
     D = int(D)
     if D < 1:
@@ -67,11 +68,11 @@ def custom_kernels(phi, D):
     table.update(_dense_primitives(phi, D))
     for name in _REBOUND:
         src = table[name]
-        fn = types.FunctionType(src.py_func.__code__, table, name, src.py_func.__defaults__)
-        opts = {key: val for key, val in src.targetoptions.items() if key not in ("cache", "nopython")}
-        table[name] = njit(**opts)(fn)
-        if opts.get("parallel"):
-            opts.pop("parallel")
-            table[name + "_serial"] = njit(**opts)(types.FunctionType(src.py_func.__code__, table, name))
+        py = getattr(src, "py_func", src)                 # a plain function under NUMBA_DISABLE_JIT=1
+        fn = types.FunctionType(py.__code__, table, name, py.__defaults__)
+        opts = {key: val for key, val in getattr(src, "targetoptions", {}).items()
+                if key not in ("cache", "nopython", "parallel")}
+        table[name] = njit(**opts, parallel=bool(getattr(src, "targetoptions", {}).get("parallel")))(fn)
+        table[name + "_serial"] = njit(**opts)(types.FunctionType(py.__code__, table, name, py.__defaults__))
     names = [n for n in table if n in _REBOUND or n[: -len("_serial")] in _REBOUND]
     return types.SimpleNamespace(**{name: table[name] for name in names}, D=D, phi=phi)

@@ -84,7 +84,12 @@ def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, l
                     a = randint(state, k)
                 else:
                     a, _ = sample_categorical(lg, e, state)
-                logq += logaddexp(math.log1p(-eps) + lg[a] - z, math.log(eps) - logk) if eps > 0.0 else lg[a] - z
+                if eps >= 1.0:
+                    logq -= logk
+                elif eps > 0.0:
+                    logq += logaddexp(math.log1p(-eps) + lg[a] - z, math.log(eps) - logk)
+                else:
+                    logq += lg[a] - z
         logp += lg[a] - lse[i]
         y[i] = a
     if behaviour == UNIFORM:

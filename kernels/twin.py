@@ -13,10 +13,10 @@ PARALLEL_MIN_ROWS = 128
 
 
 def serial_twin(dispatcher):
-    py = dispatcher.py_func
+    py = getattr(dispatcher, "py_func", dispatcher)     # a plain function under NUMBA_DISABLE_JIT=1
     name = py.__name__ + "_serial"
     fn = types.FunctionType(py.__code__, py.__globals__, name, py.__defaults__, py.__closure__)
     fn.__qualname__ = name
     fn.__doc__ = f"Serial twin of ``{py.__name__}`` (same code, no thread pool)."
-    opts = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("parallel", "nopython")}
+    opts = {k: v for k, v in getattr(dispatcher, "targetoptions", {}).items() if k not in ("parallel", "nopython")}
     return njit(**opts)(fn)

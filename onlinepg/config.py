@@ -198,9 +198,16 @@ def _cross_checks(c):
     if needs_base and b["kind"] == "zero":
         # allowed (the base is the uniform policy) but say so in the resolved config's meaning
         pass
-    if a["name"] == "pg_batch" and a["baseline"] == "group_mean" and a["batch"] % a["group_size"]:
+    grouped = a["baseline"] in ("group_mean", "loo") or (a["name"] == "pg" and a["baseline"] == "batch_mean")
+    if a["name"] == "pg_batch" and a["baseline"] in ("group_mean", "loo") and a["batch"] % a["group_size"]:
         raise ConfigError(f"algo.batch ({a['batch']}) must be a multiple of algo.group_size "
-                          f"({a['group_size']}) for the group_mean baseline")
+                          f"({a['group_size']}) for the {a['baseline']} baseline")
+    if a["name"] in ("pg", "pg_batch") and grouped and a["group_size"] < 2 and not (
+            a["name"] == "pg_batch" and a["baseline"] == "loo"):
+        raise ConfigError(f"algo.group_size must be >= 2 for the {a['baseline']} baseline (one sample per group "
+                          "has zero advantage, so nothing would ever be learned)")
+    if a["std_scale"] and a["baseline"] == "none":
+        raise ConfigError("algo.std_scale needs a baseline (algo.baseline = batch_mean, group_mean or loo)")
     if r["tracked"] == "centres" and not (t["kind"] == "teacher" and t["contexts"] == "mixture"):
         r["tracked"] = "test"
 

@@ -115,11 +115,13 @@ class BatchLearner(Learner):
         return type(b)(rep(b.X), rep(b.J), rep(b.Ystar))
 
     def advantages(self, r):
-        """Baseline and scaling of rewards r (float64[B] outcome, or float64[B, N] process, per position)."""
+        """Baseline and scaling of rewards r (float64[B] outcome, or float64[B, N] process, per position).
+        Groups are the G consecutive samples of one context; leave-one-out with G = 1 is over the batch."""
         B = r.shape[0]
         if self.baseline == "none":
             return r
-        grouped = r.reshape((B // self.G, self.G) + r.shape[1:]) if self.baseline != "batch_mean" else r[None]
+        whole_batch = self.baseline == "batch_mean" or (self.baseline == "loo" and self.G == 1)
+        grouped = r[None] if whole_batch else r.reshape((B // self.G, self.G) + r.shape[1:])
         size = grouped.shape[1]
         mean = grouped.mean(axis=1, keepdims=True)
         if self.baseline == "loo" and size > 1:

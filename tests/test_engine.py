@@ -216,3 +216,24 @@ def test_base_from_previous_run(tmp_path):
     last = read_table(tmp_path / "a" / "eval").to_pylist()[-1]["test_error"]
     assert first == pytest.approx(last)
     assert s["rounds"] == 10
+
+
+@pytest.mark.parametrize("kind", ["cycle", "shuffle"])
+def test_finite_pool_streams(kind, tmp_path):
+    """cycle visits the pool in order; shuffle visits every pool context exactly once per epoch."""
+    sets = ["task.M=5", f"task.stream={kind}", "run.rounds=40", "run.eval_every=20", "run.trace_every=1"]
+    run(CONFIGS / "pg.toml", tmp_path / "p", sets=sets, progress=False)
+    ids = read_table(tmp_path / "p" / "rounds").column("context_id").to_numpy()
+    epochs = ids.reshape(8, 5)
+    if kind == "cycle":
+        assert np.array_equal(epochs, np.tile(np.arange(5), (8, 1)))
+    else:
+        assert all(sorted(e) == list(range(5)) for e in epochs)
+        assert len({tuple(e) for e in epochs}) > 1
+
+
+def test_teacher_pool_stream(tmp_path):
+    sets = ["task.stream=cycle", "task.pool=3", "run.rounds=9", "run.eval_every=9", "run.trace_every=1"]
+    run(CONFIGS / "sgd.toml", tmp_path / "t", sets=sets, progress=False)
+    ids = read_table(tmp_path / "t" / "rounds").column("context_id").to_numpy()
+    assert np.array_equal(ids, np.tile(np.arange(3), 3))

@@ -5,11 +5,16 @@ scratch and (for gradients) its own accumulator, and blocks are summed in block 
 therefore bit-identical for any number of threads. Per-sequence randomness comes from ``states[b]``.
 
 Shapes: X float64[B, d] (d = 0 for cells), J int64[B], Y int64[B, N], states uint64[B, 4].
+
+Bigram maps take the factorised fast path of ``bigram.py`` (on-policy sampling, likelihoods, gradients):
+the transition exponentials are computed once per call and shared by every token of the batch.
 """
 import numpy as np
 from numba import njit, prange
 
-from .sequence import accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
+from .bigram import accumulate_grad_bigram, sample_sequence_bigram, sequence_loglik_bigram, transition_exp
+from .features import BIGRAM
+from .sequence import POLICY, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
 from .twin import serial_twin
 
 BLOCK = 32
@@ -20,21 +25,41 @@ def n_blocks(B):
     return (B + BLOCK - 1) // BLOCK
 
 
+@njit(cache=True)
+def block_scratch(B, rows, k):
+    """Per-block work space float64[n_blocks, rows, k], allocated *before* the parallel loop.
+
+    Never ``np.empty`` inside a ``prange`` body: Numba hoists such allocations out of the loop and the
+    threads then share one buffer (a data race; it made gradients depend on thread timing).
+    """
+    return np.empty((n_blocks(B), rows, k))
+
+
 @njit(cache=True, parallel=True)
 def sample_batch(fm, w, w0, X, J, behaviour, eps, states, Y, lse, logp, logq):
     """Draw ``Y[b]`` from the behaviour for every context; write ``lse`` (float64[B, N]) and the sequence
     log-probabilities ``logp`` = log p_w(Y[b]|x_b), ``logq`` = log q(Y[b]|x_b) (float64[B])."""
     B = X.shape[0]
     k = fm[1]
+    fast = fm[0] == BIGRAM and behaviour == POLICY
+    ET = np.empty((k, k))
+    rm = np.zeros(k)
+    if fast:
+        transition_exp(fm, w, X.shape[1], ET, rm)
+    scratch = block_scratch(B, 5, k)
     for blk in prange(n_blocks(B)):
-        u = np.empty(k)
-        u0 = np.empty(k)
-        lg = np.empty(k)
-        lg0 = np.empty(k)
-        e = np.empty(k)
+        u = scratch[blk, 0]
+        u0 = scratch[blk, 1]
+        lg = scratch[blk, 2]
+        lg0 = scratch[blk, 3]
+        e = scratch[blk, 4]
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            lp, lq = sample_sequence(fm, w, w0, X[b], J[b], behaviour, eps, states[b], Y[b], lse[b],
-                                     u, u0, lg, lg0, e)
+            if fast:
+                lp = sample_sequence_bigram(fm, w, X[b], ET, rm, states[b], Y[b], lse[b], u, u0, lg, e)
+                lq = lp
+            else:
+                lp, lq = sample_sequence(fm, w, w0, X[b], J[b], behaviour, eps, states[b], Y[b], lse[b],
+                                         u, u0, lg, lg0, e)
             logp[b] = lp
             logq[b] = lq
 
@@ -45,11 +70,22 @@ def loglik_batch(fm, w, X, J, Y, loglik, min_token, token_logp):
     (float64[B]) = min_i log p_w(Y[b,i]|…), ``token_logp`` (float64[B, N]) the per-token log-probs."""
     B = X.shape[0]
     k = fm[1]
+    fast = fm[0] == BIGRAM
+    ET = np.empty((k, k))
+    rm = np.zeros(k)
+    if fast:
+        transition_exp(fm, w, X.shape[1], ET, rm)
+    scratch = block_scratch(B, 4, k)
     for blk in prange(n_blocks(B)):
-        u = np.empty(k)
-        lg = np.empty(k)
+        u = scratch[blk, 0]
+        lg = scratch[blk, 1]
+        eu = scratch[blk, 2]
+        e = scratch[blk, 3]
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            ll, mn = sequence_loglik(fm, w, X[b], J[b], Y[b], token_logp[b], u, lg)
+            if fast:
+                ll, mn = sequence_loglik_bigram(fm, w, X[b], ET, rm, Y[b], token_logp[b], u, eu, lg, e)
+            else:
+                ll, mn = sequence_loglik(fm, w, X[b], J[b], Y[b], token_logp[b], u, lg)
             loglik[b] = ll
             min_token[b] = mn
 
@@ -59,20 +95,33 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
     """g += scale · Σ_b Σ_i adv[b, i] ∇ log p_w(Y[b,i] | x_b, Y[b,<i]).
 
     ``adv``, ``lse``: float64[B, N]; ``g``: float64[D]. Per-block accumulators, summed in block order.
+    (The bigram fast path recomputes normalisers from shared exponentials and ignores ``lse``.)
     """
     B = X.shape[0]
     k = fm[1]
     D = w.shape[0]
     nb = n_blocks(B)
     acc = np.zeros((nb, D))
+    fast = fm[0] == BIGRAM
+    ET = np.empty((k, k))
+    rm = np.zeros(k)
+    if fast:
+        transition_exp(fm, w, X.shape[1], ET, rm)
+    scratch = block_scratch(B, 6, k)
     for blk in prange(nb):
-        u = np.empty(k)
-        lg = np.empty(k)
-        coef = np.empty(k)
-        cu = np.empty(k)
+        u = scratch[blk, 0]
+        lg = scratch[blk, 1]
+        coef = scratch[blk, 2]
+        cu = scratch[blk, 3]
+        eu = scratch[blk, 4]
+        e = scratch[blk, 5]
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            accumulate_grad(fm, w, X[b], J[b], Y[b], adv[b], lse[b], have_lse, scale, acc[blk],
-                            u, lg, coef, cu)
+            if fast:
+                accumulate_grad_bigram(fm, w, X[b], Y[b], adv[b], ET, rm, scale, acc[blk], u, eu, lg, e,
+                                       coef, cu)
+            else:
+                accumulate_grad(fm, w, X[b], J[b], Y[b], adv[b], lse[b], have_lse, scale, acc[blk],
+                                u, lg, coef, cu)
     for blk in range(nb):
         for t in range(D):
             g[t] += acc[blk, t]
@@ -83,9 +132,10 @@ def margin_batch(fm, w, X, J, Ystar, gaps):
     """gaps[b] = the smallest score gap of ``w`` along the correct path ``Ystar[b]`` (float64[B])."""
     B = X.shape[0]
     k = fm[1]
+    scratch = block_scratch(B, 2, k)
     for blk in prange(n_blocks(B)):
-        u = np.empty(k)
-        lg = np.empty(k)
+        u = scratch[blk, 0]
+        lg = scratch[blk, 1]
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             gaps[b] = correct_path_gap(fm, w, X[b], J[b], Ystar[b], u, lg)
 

@@ -24,8 +24,9 @@ def normal(state):
 def rademacher_contexts(seed, first, X):
     """X[b] ∈ {±1}^d i.i.d. (float64[B, d]), context index ``first + b``."""
     B, d = X.shape
+    states = np.empty((B, 4), np.uint64)      # per row; never allocate inside prange (Numba hoists it)
     for b in prange(B):
-        state = np.empty(4, np.uint64)
+        state = states[b]
         seed_stream(seed, first + b, state)
         bits = np.uint64(0)
         for c in range(d):
@@ -41,8 +42,9 @@ def mixture_contexts(seed, first, n_centres, sigma, X, centre):
     ``centre`` (int64[B]). Requires n_centres ≤ d.
     """
     B, d = X.shape
+    states = np.empty((B, 4), np.uint64)
     for b in prange(B):
-        state = np.empty(4, np.uint64)
+        state = states[b]
         seed_stream(seed, first + b, state)
         c = randint(state, n_centres)
         centre[b] = c
@@ -73,8 +75,9 @@ def teacher_responses(W1s, W2s, X, Y):
     """
     B, N = Y.shape
     k, d = W1s.shape
+    us = np.empty(((B + 63) // 64, k))
     for blk in prange((B + 63) // 64):
-        u = np.empty(k)
+        u = us[blk]
         for b in range(blk * 64, min(B, blk * 64 + 64)):
             for a in range(k):
                 s = 0.0
@@ -95,8 +98,9 @@ def teacher_responses(W1s, W2s, X, Y):
 @njit(cache=True, parallel=True)
 def uniform_ids(seed, first, M, out):
     """out[b] uniform in {0..M−1} from RNG stream ``first + b`` (int64[B])."""
+    states = np.empty((out.shape[0], 4), np.uint64)
     for b in prange(out.shape[0]):
-        state = np.empty(4, np.uint64)
+        state = states[b]
         seed_stream(seed, first + b, state)
         out[b] = randint(state, M)
 

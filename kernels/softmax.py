@@ -60,27 +60,16 @@ def log_softmax(logits, out):
 def inverse_cdf(weights, target):
     """First a with weights[0] + … + weights[a] > target (weights ≥ 0, 0 ≤ target < Σ weights).
 
-    Two-level search: sums of 8-lane blocks first, then ≤ 8 steps inside the chosen block, so the
-    sequential (branchy) part is ~k/8 + 8 steps instead of ~k. If rounding leaves ``target`` at or above
-    every partial sum, the last token with positive weight is returned.
+    A plain early-exit scan: measured faster here than blocked two-level or unrolled searches at k = 32
+    (their extra branches mispredict). If rounding leaves ``target`` at or above every partial sum, the last
+    token with positive weight is returned, so a zero-probability token is never drawn.
     """
     k = weights.shape[0]
     acc = 0.0
-    start = 0
-    while start < k:
-        stop = min(start + 8, k)
-        bs = 0.0
-        for a in range(start, stop):
-            bs += weights[a]
-        if acc + bs > target:
-            for a in range(start, stop):
-                acc += weights[a]
-                if acc > target and weights[a] > 0.0:
-                    return a
-            # rounding: the block's running sum fell short of target; carry on with the next block
-        else:
-            acc += bs
-        start = stop
+    for a in range(k):
+        acc += weights[a]
+        if acc > target and weights[a] > 0.0:
+            return a
     a = k - 1
     while a > 0 and weights[a] <= 0.0:
         a -= 1

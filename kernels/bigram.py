@@ -1,0 +1,172 @@
+"""Bigram fast path for the batched kernels: the softmax numerator factorises.
+
+With logits l_a = u_a + t·W2T[prev, a] (u = xᵀW1), exp(l_a − m) = Eu[a] · ET[prev, a] where
+Eu = exp(u − max u) is computed once per sequence and ET = exp(t·W2T − rowmax) once per batch call (k²
+exponentials shared by all B·N tokens). A token then costs k multiplies, a sum, the inverse-CDF search and
+one log — no per-token exponentials, in sampling, likelihoods or gradients. If a token's shifted sum ever
+falls below ``TINY`` (logits so extreme that the two shifts together leave nothing representable), that
+token is recomputed by the exact generic path, so ±1e4 logits stay exact.
+"""
+import math
+
+from numba import njit
+
+from .features import finish_grad, prepare, token_logits
+from .mathfn import exp_nonpos
+from .rng import uniform
+from .softmax import FAST, inverse_cdf, logsumexp, row_max, sample_categorical, shifted_exp
+
+TINY = 1e-280
+
+
+@njit(cache=True, fastmath=FAST)
+def transition_exp(fm, w, d, ET, rm):
+    """ET[prev, a] = exp(t·W2T[prev, a] − rm[prev]) with rm[prev] the row max (ET float64[k, k], rm [k])."""
+    k = fm[1]
+    ts = fm[3]
+    for prev in range(k):
+        base = d * k + prev * k
+        m = ts * w[base]
+        for a in range(1, k):
+            m = max(m, ts * w[base + a])
+        rm[prev] = m
+        for a in range(k):
+            ET[prev, a] = exp_nonpos(ts * w[base + a] - m)
+
+
+@njit(cache=True, inline="always")
+def _prepare_exp(fm, w, x, u, eu):
+    prepare(fm, w, x, 0, u)
+    mu = row_max(u)
+    shifted_exp(u, mu, eu)
+    return mu
+
+
+@njit(cache=True, fastmath=FAST)
+def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
+    """On-policy draw of ``y`` (int64[N]) for a bigram map; writes the per-token log-normalisers ``lse``
+    (float64[N]) and returns log p_w(y|x). Scratch u, eu, lg, e: float64[k]."""
+    N = fm[2]
+    d = x.shape[0]
+    k = fm[1]
+    ts = fm[3]
+    mu = _prepare_exp(fm, w, x, u, eu)
+    base = d * k
+    logp = 0.0
+    prev = 0
+    for i in range(N):
+        # e = Eu ∘ ET[prev] (Eu at i = 0) and its sum; written out, not called, so LLVM vectorises it
+        s = 0.0
+        if i == 0:
+            for a in range(k):
+                e[a] = eu[a]
+                s += eu[a]
+        else:
+            for a in range(k):
+                v = eu[a] * ET[prev, a]
+                e[a] = v
+                s += v
+        if s > TINY:
+            a = inverse_cdf(e, uniform(state) * s)
+            if i == 0:
+                z = mu + math.log(s)
+                la = u[a]
+            else:
+                z = mu + math.log(s) + rm[prev]
+                la = u[a] + ts * w[base + prev * k + a]
+        else:
+            token_logits(fm, w, x, 0, u, y, i, lg)
+            a, z = sample_categorical(lg, e, state)
+            la = lg[a]
+        lse[i] = z
+        logp += la - z
+        y[i] = a
+        prev = a
+    return logp
+
+
+@njit(cache=True, fastmath=FAST)
+def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
+    """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token)."""
+    N = fm[2]
+    d = x.shape[0]
+    k = fm[1]
+    ts = fm[3]
+    mu = _prepare_exp(fm, w, x, u, eu)
+    base = d * k
+    total = 0.0
+    worst = math.inf
+    prev = 0
+    for i in range(N):
+        s = 0.0
+        if i == 0:
+            for a in range(k):
+                s += eu[a]
+        else:
+            for a in range(k):
+                s += eu[a] * ET[prev, a]
+        a = y[i]
+        if s > TINY:
+            lp = u[a] - mu - math.log(s)
+            if i > 0:
+                lp += ts * w[base + prev * k + a] - rm[prev]
+        else:
+            token_logits(fm, w, x, 0, u, y, i, lg)
+            lp = lg[a] - logsumexp(lg)
+        tok[i] = lp
+        total += lp
+        worst = min(worst, lp)
+        prev = a
+    return total, worst
+
+
+@njit(cache=True, fastmath=FAST)
+def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coef, cu):
+    """``accumulate_grad`` for a bigram map: p = Eu ∘ ET[prev] / s, no per-token exponentials."""
+    k = fm[1]
+    N = fm[2]
+    active = False
+    for i in range(N):
+        if adv[i] != 0.0:
+            active = True
+            break
+    if not active:
+        return
+    _prepare_exp(fm, w, x, u, eu)
+    d = x.shape[0]
+    ts = fm[3]
+    for a in range(k):
+        cu[a] = 0.0
+    prev = 0
+    for i in range(N):
+        ai = adv[i] * scale
+        if ai != 0.0:
+            s = 0.0
+            if i == 0:
+                for a in range(k):
+                    e[a] = eu[a]
+                    s += eu[a]
+            else:
+                for a in range(k):
+                    v = eu[a] * ET[prev, a]
+                    e[a] = v
+                    s += v
+            if s > TINY:
+                c = -ai / s
+                for a in range(k):
+                    coef[a] = c * e[a]
+            else:
+                token_logits(fm, w, x, 0, u, y, i, lg)
+                z = logsumexp(lg)
+                for a in range(k):
+                    coef[a] = -ai * exp_nonpos(lg[a] - z)
+            coef[y[i]] += ai
+            # token_grad written out: the context block sums into cu, the transition row into g
+            for a in range(k):
+                cu[a] += coef[a]
+            if i > 0:
+                base = d * k + prev * k
+                for a in range(k):
+                    g[base + a] += ts * coef[a]
+        prev = y[i]
+    finish_grad(fm, x, 0, cu, g)

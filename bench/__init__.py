@@ -1,0 +1,1 @@
+"""Speed and memory measurements of onlinepg against its peers (``python -m bench.kernels``)."""

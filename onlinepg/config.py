@@ -136,6 +136,8 @@ SCHEMA = {
                       "batch > 1)", lo=1),
         "seed": Key(0, int, "sampling seed", lo=0, hi=2**63 - 1),
         "eval_every": Key(100, int, "rounds between exact test-error evaluations", lo=1),
+        "target_error": Key(0.0, float, "stop at the first evaluation whose exact test error is <= this "
+                            "(0: run all rounds)", lo=0.0, hi=1.0, open_hi=True),
         "trace_every": Key(1, int, "write every n-th round to rounds/ (decimation)", lo=1),
         "chunk": Key(65536, int, "rounds per kernel call (any value gives the same trace)", lo=1),
         "checkpoint_every": Key(0, int, "rounds between checkpoints and Parquet flushes (0: every "

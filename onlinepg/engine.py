@@ -31,7 +31,7 @@ EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np
                                                   for c in COUNTERS}}
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
-TIMING_KEYS = ("wall_seconds", "compile_seconds", "rounds_per_second")
+TIMING_KEYS = ("wall_seconds", "compile_seconds", "base_seconds", "rounds_per_second")
 
 
 def checkpoint_interval(cfg):
@@ -137,15 +137,19 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     tracked = tracked_batch(task, test, cfg)
     ckpt_dir = out / "checkpoints"
     ckpts = sorted(ckpt_dir.glob("ckpt-*.npz")) if resume else []
+    t_base = time.perf_counter()
     base = build_base(task, cfg)
+    base_seconds = time.perf_counter() - t_base
     policy = Policy(task.features, base.w)
     learner = make_learner(cfg, stream, policy, base)
     evaluator = Evaluator(test, tracked)
     start = 0
+    stopped = False
     if ckpts:
         with np.load(ckpts[-1]) as z:
             learner.restore(z)
             start = int(z["round"])
+            stopped = bool(z["stopped"])
             evaluator.err_sum, evaluator.count = float(z["err_sum"]), int(z["eval_count"])
     if not resume or not (out / "config.toml").exists():
         (out / "config.toml").write_text(cfg_toml)
@@ -166,12 +170,14 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     chunk = cfg["run"]["chunk"]
     bar = _progress(cfg, total, start)
     per_round = cfg["algo"]["batch"] if is_batched(cfg) else 1
+    target = cfg["run"]["target_error"]
     if start == 0:
-        evaluator(policy, 0, learner.counters, writers["eval"], writers["tracked"])
+        err = evaluator(policy, 0, learner.counters, writers["eval"], writers["tracked"])
+        stopped = target > 0 and err <= target
     t_loop = time.perf_counter()
     part_start = start
     t = start
-    while t < total:
+    while t < total and not stopped:
         stop = min(total, t + chunk, (t // every_eval + 1) * every_eval)
         rows = learner.advance(t, stop - t)
         writers["rounds"].append({name: rows[:, i] for i, name in enumerate(TRACE_COLUMNS)})
@@ -181,25 +187,32 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
             bar.set_postfix(mistake_rate=f"{c[5] / max(c[0] * per_round, 1):.4f}", refresh=False)
         t = stop
         if t % every_eval == 0 or t == total:
-            evaluator(policy, t, learner.counters, writers["eval"], writers["tracked"])
-        if t % every_ckpt == 0 or t == total:
+            err = evaluator(policy, t, learner.counters, writers["eval"], writers["tracked"])
+            stopped = target > 0 and err <= target
+        if t % every_ckpt == 0 or t == total or stopped:
             for w in writers.values():
                 w.flush(part_start)
             part_start = t
-            _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"])
+            _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped)
+    if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
+        writers["eval"].flush(0)
+        writers["tracked"].flush(0)
+        _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped)
     if bar is not None:
         bar.close()
     loop_seconds = time.perf_counter() - t_loop
     summary = _summary(cfg, learner, evaluator, out, total, start)
     summary.update(wall_seconds=time.perf_counter() - t_start, compile_seconds=compile_seconds,
-                   rounds_per_second=(total - start) / loop_seconds if loop_seconds > 0 else float("inf"))
+                   base_seconds=base_seconds, reached_target=bool(stopped),
+                   rounds_per_second=(t - start) / loop_seconds if loop_seconds > 0 else float("inf"))
     write_json(out / "summary.json", summary)
     return summary
 
 
-def _checkpoint(folder, learner, evaluator, round_, keep):
+def _checkpoint(folder, learner, evaluator, round_, keep, stopped):
     arrays = {**policy_arrays(learner.policy), **learner.state(), "round": np.array(round_),
-              "err_sum": np.array(evaluator.err_sum), "eval_count": np.array(evaluator.count)}
+              "err_sum": np.array(evaluator.err_sum), "eval_count": np.array(evaluator.count),
+              "stopped": np.array(stopped)}
     save_npz(folder / f"ckpt-{round_:012d}.npz", arrays)
     if keep:
         for old in sorted(folder.glob("ckpt-*.npz"))[:-keep]:

@@ -237,3 +237,14 @@ def test_teacher_pool_stream(tmp_path):
     run(CONFIGS / "sgd.toml", tmp_path / "t", sets=sets, progress=False)
     ids = read_table(tmp_path / "t" / "rounds").column("context_id").to_numpy()
     assert np.array_equal(ids, np.tile(np.arange(3), 3))
+
+
+def test_target_error_stops_the_run_and_resume_keeps_it_stopped(tmp_path):
+    sets = ["run.rounds=100000", "run.eval_every=50", "run.target_error=0.2"]
+    s = run(CONFIGS / "best_of_m.toml", tmp_path / "t", sets=sets, progress=False)
+    assert s["reached_target"] and s["rounds"] < 100000 and s["rounds"] % 50 == 0
+    ev = read_table(tmp_path / "t" / "eval").to_pylist()
+    assert ev[-1]["test_error"] <= 0.2 < ev[-2]["test_error"]
+    (tmp_path / "t" / "summary.json").unlink()
+    s2 = run(None, tmp_path / "t", resume=True, progress=False)
+    assert s2["rounds"] == s["rounds"] and s2["reached_target"]

@@ -1,0 +1,233 @@
+"""Shared machinery of the paper-reproduction and theorem-scaling experiments.
+
+An experiment is a module with ``NAME``, ``DESCRIPTION`` and ``run(ctx)``. Its settings live in
+``data/configs/experiments/<name>.toml``:
+
+    [experiment]   description, default seed count
+    [full]         the paper's / SPEC's parameters
+    [small]        the same experiment shrunk to finish in well under a minute (used by the tests)
+    [config.*]     the engine config shared by every arm (sections task/base/algo/run)
+
+``ctx`` gives the chosen scale's parameters, the seeds, ``ctx.run_arm(...)`` to play one engine run into
+``DIR/runs/<arm>/<param>=<value>…/seed=<s>/``, ``ctx.record(...)`` for the tidy result rows, and the
+writers of ``results.parquet`` / ``results.md``. Slopes are fitted per seed on log axes and summarised with a
+t confidence interval over seeds.
+"""
+import copy
+import json
+import math
+import pathlib
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import config as C
+from ..engine import run as engine_run
+from ..errors import ConfigError
+from ..trace import read_table
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SPEC_DIR = ROOT / "data" / "configs" / "experiments"
+
+
+def load_spec(name):
+    path = SPEC_DIR / f"{name}.toml"
+    if not path.exists():
+        raise ConfigError(f"experiment spec {path} is missing (an installed copy without data/?)")
+    return C.load(path)
+
+
+def _parse_value(raw):
+    try:
+        return C.tomllib.loads(f"v = {raw}")["v"]
+    except C.tomllib.TOMLDecodeError:
+        return raw
+
+
+class Context:
+    """One experiment invocation: parameters, seeds, output folder, result rows, stage timings."""
+
+    def __init__(self, name, scale="full", out=None, sets=(), seeds=None, log=print):
+        if scale not in ("full", "small"):
+            raise ConfigError(f"--scale must be 'full' or 'small', got {scale!r}")
+        spec = load_spec(name)
+        self.name, self.scale, self.log = name, scale, log
+        self.description = spec["experiment"]["description"]
+        self.params = dict(spec[scale])
+        self.config = {sec: dict(v) for sec, v in spec.get("config", {}).items()}
+        self.config_sets = []
+        for item in sets or ():
+            if "=" not in item:
+                raise ConfigError(f"--set expects key=value or section.key=value, got {item!r}")
+            key, raw = item.split("=", 1)
+            key = key.strip()
+            if "." in key:
+                self.config_sets.append(f"{key}={raw}")
+            elif key in self.params:
+                self.params[key] = _parse_value(raw)
+            else:
+                raise ConfigError(f"unknown parameter {key!r} of experiment {name}; accepted: "
+                                  f"{', '.join(self.params)} or section.key=value for the run config")
+        n_seeds = spec["experiment"].get("seeds", 1) if seeds is None else seeds
+        if not isinstance(n_seeds, int) or n_seeds < 1:
+            raise ConfigError(f"--seeds must be an integer >= 1, got {n_seeds!r}")
+        self.seeds = list(range(n_seeds))
+        self.out = pathlib.Path(out or f"runs/experiment-{name}-{scale}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.rows = []
+        self.stages = []
+        self.notes = []
+        self.figures = []
+        C.resolve(C.apply_overrides(self.config, self.config_sets))   # a bad --set fails before any run
+
+    # -- runs -------------------------------------------------------------------------------------------
+    def run_arm(self, arm, cell, seed, overrides):
+        """One engine run of ``arm`` at parameter values ``cell`` (dict) and ``seed``; ``overrides`` is a dict
+        {"section.key": value} applied over the shared config. Returns (summary, run folder)."""
+        folder = self.out / "runs" / arm
+        for key, value in cell.items():
+            folder = folder / f"{key}={_fmt(value)}"
+        folder = folder / f"seed={seed}"
+        cfg = copy.deepcopy(self.config)
+        for key, value in overrides.items():
+            sec, k = key.split(".", 1)
+            cfg.setdefault(sec, {})[k] = value
+        cfg.setdefault("run", {})["progress"] = False
+        if (folder / "summary.json").exists():            # finished earlier: reuse (resumable experiments)
+            return json.loads((folder / "summary.json").read_text()), folder
+        summary = engine_run(cfg, folder, overwrite=True, sets=self.config_sets)
+        return summary, folder
+
+    def record(self, arm, cell, seed, **measures):
+        self.rows.append({"experiment": self.name, "arm": arm, **cell, "seed": seed, **measures})
+
+    @contextmanager
+    def stage(self, label):
+        t0 = time.perf_counter()
+        yield
+        dt = time.perf_counter() - t0
+        self.stages.append((label, dt))
+        self.log(f"[{self.name}] {label}: {dt:.1f} s")
+
+    # -- outputs ----------------------------------------------------------------------------------------
+    def write(self, table_md, slopes=()):
+        """results.parquet (the tidy rows), results.md (settings, table, slopes, notes, figures, timings)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        cols = sorted({k for r in self.rows for k in r}, key=lambda c: (c not in ("experiment", "arm"), c))
+        table = pa.table({c: [r.get(c) for r in self.rows] for c in cols})
+        pq.write_table(table, self.out / "results.parquet")
+        lines = [f"# {self.name} ({self.scale} scale)", "", self.description, "",
+                 f"Parameters: `{json.dumps(self.params)}`; seeds: {len(self.seeds)}; config overrides: "
+                 f"`{self.config_sets or 'none'}`", "", table_md, ""]
+        if slopes:
+            lines += ["| fit | measured slope | 95% CI over seeds | theory |", "|---|---|---|---|"]
+            for s in slopes:
+                lines.append(f"| {s['label']} | {s['slope']:.3f} | [{s['lo']:.3f}, {s['hi']:.3f}] | {s['theory']} |")
+            lines.append("")
+        if self.notes:
+            lines += ["## What came out", ""] + [f"- {n}" for n in self.notes] + [""]
+        if self.figures:
+            lines += ["## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in self.figures] + [""]
+        lines += ["## Wall time", ""] + [f"- {label}: {dt:.1f} s" for label, dt in self.stages]
+        (self.out / "results.md").write_text("\n".join(lines) + "\n")
+        for s in slopes:
+            self.log(f"[{self.name}] {s['label']}: slope {s['slope']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}] "
+                     f"(theory: {s['theory']})")
+
+    def figure(self, fig, stem):
+        folder = self.out / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        self.figures.append(path)
+        return path
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def fit_slope(x, y, seeds, label, theory, log_x=True):
+    """Least-squares slope of log y against log x (or x, with ``log_x=False``), fitted per seed; returns the
+    mean slope and a 95% t interval over seeds (with one seed, the regression's own standard error)."""
+    x, y, seeds = np.asarray(x, float), np.asarray(y, float), np.asarray(seeds)
+    ok = (y > 0) & np.isfinite(y) & ((x > 0) | (not log_x))
+    X = np.log(x[ok]) if log_x else x[ok]
+    Y, S = np.log(y[ok]), seeds[ok]
+    slopes = []
+    for s in np.unique(S):
+        m = S == s
+        if m.sum() >= 2 and np.ptp(X[m]) > 0:
+            slopes.append(np.polyfit(X[m], Y[m], 1)[0])
+    if not slopes:
+        return {"label": label, "slope": float("nan"), "lo": float("nan"), "hi": float("nan"), "theory": theory,
+                "per_seed": []}
+    slopes = np.array(slopes)
+    mean = float(slopes.mean())
+    if len(slopes) > 1:
+        from scipy import stats
+        half = float(stats.t.ppf(0.975, len(slopes) - 1) * slopes.std(ddof=1) / math.sqrt(len(slopes)))
+    else:
+        coef, cov = np.polyfit(X, Y, 1, cov=True) if len(X) > 2 else (None, None)
+        half = float(1.96 * math.sqrt(cov[0, 0])) if cov is not None else float("nan")
+    return {"label": label, "slope": mean, "lo": mean - half, "hi": mean + half, "theory": theory,
+            "per_seed": slopes.tolist()}
+
+
+def first_reaching(run_folder, eps, column):
+    """The counter ``column`` at the first evaluation whose test error ≤ eps (None if never)."""
+    ev = read_table(pathlib.Path(run_folder) / "eval").to_pydict()
+    for err, value in zip(ev["test_error"], ev[column]):
+        if err <= eps:
+            return value
+    return None
+
+
+def pyplot():
+    """matplotlib.pyplot with a headless backend, or a clear error naming the extra to install."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("figures need matplotlib: pip install -e '.[plot]'") from None
+    return plt
+
+
+def markdown_table(rows, columns, fmt=None):
+    fmt = fmt or {}
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        out.append("| " + " | ".join(fmt.get(c, _cell)(r.get(c)) for c in columns) + " |")
+    return "\n".join(out)
+
+
+def _cell(v):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "—" if v is None else str(v)
+
+
+def mean_over_seeds(rows, keys, measures):
+    """Group rows by ``keys`` and average each of ``measures`` over seeds (None values skipped)."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        agg = dict(zip(keys, key))
+        for m in measures:
+            vals = [r[m] for r in rs if r.get(m) is not None]
+            agg[m] = float(np.mean(vals)) if vals else None
+        agg["seeds"] = len(rs)
+        out.append(agg)
+    return out
+
+
+def echo(msg):
+    print(msg, file=sys.stderr, flush=True)

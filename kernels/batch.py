@@ -12,7 +12,7 @@ the transition exponentials are computed once per call and shared by every token
 import numpy as np
 from numba import njit, prange
 
-from .bigram import accumulate_grad_bigram, sample_sequence_bigram, sequence_loglik_bigram, transition_exp
+from .bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
 from .features import BIGRAM
 from .sequence import POLICY, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
 from .twin import serial_twin
@@ -42,10 +42,7 @@ def sample_batch(fm, w, w0, X, J, behaviour, eps, states, Y, lse, logp, logq):
     B = X.shape[0]
     k = fm[1]
     fast = fm[0] == BIGRAM and behaviour == POLICY
-    ET = np.empty((k, k))
-    rm = np.zeros(k)
-    if fast:
-        transition_exp(fm, w, X.shape[1], ET, rm)
+    ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 5, k)
     for blk in prange(n_blocks(B)):
         u = scratch[blk, 0]
@@ -71,10 +68,7 @@ def loglik_batch(fm, w, X, J, Y, loglik, min_token, token_logp):
     B = X.shape[0]
     k = fm[1]
     fast = fm[0] == BIGRAM
-    ET = np.empty((k, k))
-    rm = np.zeros(k)
-    if fast:
-        transition_exp(fm, w, X.shape[1], ET, rm)
+    ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 4, k)
     for blk in prange(n_blocks(B)):
         u = scratch[blk, 0]
@@ -103,10 +97,7 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
     nb = n_blocks(B)
     acc = np.zeros((nb, D))
     fast = fm[0] == BIGRAM
-    ET = np.empty((k, k))
-    rm = np.zeros(k)
-    if fast:
-        transition_exp(fm, w, X.shape[1], ET, rm)
+    ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 6, k)
     for blk in prange(nb):
         u = scratch[blk, 0]

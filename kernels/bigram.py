@@ -9,14 +9,27 @@ token is recomputed by the exact generic path, so ±1e4 logits stay exact.
 """
 import math
 
+import numpy as np
 from numba import njit
 
 from .features import finish_grad, prepare, token_logits
 from .mathfn import exp_nonpos
 from .rng import uniform
+from .sequence import any_nonzero
 from .softmax import FAST, inverse_cdf, logsumexp, row_max, sample_categorical, shifted_exp
 
 TINY = 1e-280
+
+
+@njit(cache=True)
+def bigram_tables(fm, w, d, fast):
+    """(ET float64[k, k], rm float64[k]) of ``transition_exp`` when ``fast``, else unused placeholders."""
+    k = fm[1]
+    ET = np.empty((k, k))
+    rm = np.zeros(k)
+    if fast:
+        transition_exp(fm, w, d, ET, rm)
+    return ET, rm
 
 
 @njit(cache=True, fastmath=FAST)
@@ -125,12 +138,7 @@ def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coe
     """``accumulate_grad`` for a bigram map: p = Eu ∘ ET[prev] / s, no per-token exponentials."""
     k = fm[1]
     N = fm[2]
-    active = False
-    for i in range(N):
-        if adv[i] != 0.0:
-            active = True
-            break
-    if not active:
+    if not any_nonzero(adv):
         return
     _prepare_exp(fm, w, x, u, eu)
     d = x.shape[0]

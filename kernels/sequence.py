@@ -36,6 +36,15 @@ def logaddexp(a, b):
     return a + math.log1p(math.exp(b - a))
 
 
+@njit(cache=True)
+def any_nonzero(adv):
+    """True if some advantage is nonzero (a sequence whose advantages are all 0 adds nothing)."""
+    for i in range(adv.shape[0]):
+        if adv[i] != 0.0:
+            return True
+    return False
+
+
 @njit(cache=True, fastmath=FAST)
 def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, lg0, e):
     """Draw a response ``y`` (int64[N], written) from behaviour ``behaviour`` and score it.
@@ -140,12 +149,7 @@ def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, c
     """
     k = fm[1]
     N = fm[2]
-    active = False
-    for i in range(N):
-        if adv[i] != 0.0:
-            active = True
-            break
-    if not active:
+    if not any_nonzero(adv):
         return
     prepare(fm, w, x, j, u)
     for a in range(k):

@@ -96,8 +96,10 @@ class Context:
             sec, k = key.split(".", 1)
             cfg.setdefault(sec, {})[k] = value
         cfg.setdefault("run", {})["progress"] = False
-        if (folder / "summary.json").exists():            # finished earlier: reuse (resumable experiments)
-            return json.loads((folder / "summary.json").read_text()), folder
+        resolved = C.to_toml(C.resolve(C.apply_overrides(cfg, self.config_sets)))
+        done = folder / "summary.json"
+        if done.exists() and (folder / "config.toml").read_text() == resolved:
+            return json.loads(done.read_text()), folder   # finished earlier with this very config: reuse
         summary = engine_run(cfg, folder, overwrite=True, sets=self.config_sets)
         return summary, folder
 

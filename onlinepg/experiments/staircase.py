@@ -36,7 +36,13 @@ def run(ctx):
                        unreachable_mass=unreachable, queries_per_context=per_context)
     agg = mean_over_seeds(ctx.rows, ["arm"], ["queries", "queries_per_context", "final_test_error",
                                              "unreachable_mass"])
+    tails = np.cumsum(masses[::-1])[::-1]
     for r in agg:
+        g = int(np.argmin(np.abs(tails - r["final_test_error"])))
+        ctx.notes.append(f"{r['arm']}: the final error {r['final_test_error']:.3f} sits at the mass {tails[g]:.3f} "
+                         f"of the groups with α ≤ {p['alphas'][g]:g}" if abs(tails[g] - r["final_test_error"]) < 0.05
+                         else f"{r['arm']}: the final error {r['final_test_error']:.3f} is below every group's tail "
+                         "mass: all groups are being learned.")
         ctx.notes.append(f"{r['arm']}: final test error {r['final_test_error']:.3f} after {r['queries']:.3g} queries "
                          f"({r['queries_per_context']:.3g} per context); mass of groups with α_g < 1/(queries per "
                          f"context): {r['unreachable_mass']:.3f}.")

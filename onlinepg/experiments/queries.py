@@ -64,5 +64,7 @@ def _plot(ctx, agg):
         ax.set_ylabel("ORM queries to reach test error ≤ ε")
         ax.set_title(f"queries vs 1/{'α' if key == 'alpha' else 'ε'} ({fixed})")
         ax.legend(fontsize=8)
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    fig.tight_layout()
     ctx.figure(fig, "queries")
     plt.close(fig)

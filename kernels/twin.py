@@ -19,4 +19,6 @@ def serial_twin(dispatcher):
     fn.__qualname__ = name
     fn.__doc__ = f"Serial twin of ``{py.__name__}`` (same code, no thread pool)."
     opts = {k: v for k, v in getattr(dispatcher, "targetoptions", {}).items() if k not in ("parallel", "nopython")}
-    return njit(**opts)(fn)
+    # `cache=True` is not a target option (the dispatcher holds it), so ask for it explicitly
+    cached = type(getattr(dispatcher, "_cache", None)).__name__ == "FunctionCache"
+    return njit(cache=cached, **opts)(fn)

@@ -4,7 +4,7 @@
 """
 __version__ = "0.1.0"
 
-from . import kernels
+from . import kernels, lq
 from .errors import ConfigError
 from .features import FeatureSpec
 from .io import load_policy, save_policy
@@ -13,7 +13,7 @@ from .seeds import derive_seed
 from .tasks import (Batch, CellsTask, TeacherTask, beta_for_alpha, bottleneck_base, cells_base,
                     empirical_margin, staircase_base, teacher_base)
 
-__all__ = ["kernels", "ConfigError", "FeatureSpec", "load_policy", "save_policy", "run", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
+__all__ = ["kernels", "lq", "ConfigError", "FeatureSpec", "load_policy", "save_policy", "run", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
            "TeacherTask", "beta_for_alpha", "bottleneck_base", "cells_base", "empirical_margin",
            "staircase_base", "teacher_base"]
 

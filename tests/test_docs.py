@@ -14,7 +14,16 @@ def test_readme_config_reference_is_current():
 
 
 def test_every_example_config_resolves():
-    paths = sorted((ROOT / "data" / "configs").rglob("*.toml"))
+    paths = sorted((ROOT / "data" / "configs").glob("*.toml"))
     assert len(paths) >= 7
     for path in paths:
         C.resolve(C.load(path))
+
+
+def test_every_experiment_spec_has_a_valid_run_config():
+    paths = sorted((ROOT / "data" / "configs" / "experiments").glob("*.toml"))
+    assert len(paths) >= 6
+    for path in paths:
+        spec = C.load(path)
+        assert {"experiment", "full", "small"} <= set(spec), path.name
+        C.resolve(spec.get("config", {}))

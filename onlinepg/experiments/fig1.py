@@ -1,0 +1,245 @@
+"""fig1 — outcome vs process reward beyond the base model's support (paper Figure 1, SPEC §6).
+
+Stages: the supervised base is trained once per seed and saved (``base/seed=<s>/base.npz``); the ORM and PRM
+arms then load it, so both post-train exactly the same weights. Each arm tracks every mixture centre's exact
+likelihood at every step (``tracked/``) and the exact held-out test error (``eval/``).
+"""
+import copy
+import math
+import os
+import pathlib
+import resource
+import time
+
+import numpy as np
+
+from .. import config as C
+from ..build import build_base, build_task, test_batch
+from ..io import save_policy
+from ..trace import read_table
+from .common import markdown_table, mean_over_seeds, pyplot
+
+ARMS = {"orm": {"algo.reward_type": "outcome", "algo.baseline": "batch_mean"},
+        "prm": {"algo.reward_type": "process", "algo.baseline": "none"}}
+LABELS = {"orm": "ORM (outcome, batch-mean baseline)", "prm": "PRM (process, no baseline)"}
+COLOURS = {"orm": "tab:red", "prm": "tab:blue"}
+LOG10 = math.log(10.0)
+
+
+def _task_overrides(p, seed):
+    return {"task.d": p["d"], "task.k": p["k"], "task.N": p["N"], "task.centres": p["centres"],
+            "task.seed": seed, "task.test_contexts": p["test_contexts"]}
+
+
+def _resolved(ctx, overrides):
+    """The shared config with ``overrides`` and the command line's --set applied, resolved."""
+    cfg = copy.deepcopy(ctx.config)
+    for key, value in overrides.items():
+        sec, k = key.split(".", 1)
+        cfg.setdefault(sec, {})[k] = value
+    return C.resolve(C.apply_overrides(cfg, ctx.config_sets))
+
+
+def _train_base(ctx, seed):
+    """The supervised base of ``seed`` (built exactly as base.kind = 'pretrain' would), saved for the arms.
+    Returns (weights path, test-set centre ids int64[n])."""
+    p = ctx.params
+    cfg = _resolved(ctx, {**_task_overrides(p, seed), "base.kind": "pretrain", "base.steps": p["base_steps"],
+                          "base.batch": p["base_batch"], "base.lr": p["base_lr"]})
+    task = build_task(cfg)
+    path = ctx.out / "base" / f"seed={seed}" / "base.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_policy(build_base(task, cfg), path, base_steps=p["base_steps"])
+    return path, test_batch(task, cfg).J
+
+
+def _curves(folder):
+    """One run folder's curves: (steps int64[T], test error float64[T], centre likelihoods float64[T, M],
+    centre log-likelihoods float64[T, M]); row 0 is the base (step 0)."""
+    ev = read_table(pathlib.Path(folder) / "eval").to_pydict()
+    tr = read_table(pathlib.Path(folder) / "tracked").to_pydict()
+    steps = np.asarray(ev["round"])
+    M = int(max(tr["tracked_id"])) + 1
+    pos = {s: i for i, s in enumerate(steps)}
+    lik = np.full((len(steps), M), np.nan)
+    loglik = np.full((len(steps), M), np.nan)
+    rows = np.array([pos[s] for s in tr["round"]])
+    ids = np.asarray(tr["tracked_id"])
+    lik[rows, ids] = tr["likelihood"]
+    loglik[rows, ids] = tr["loglik_star"]
+    return steps, np.asarray(ev["test_error"]), lik, loglik
+
+
+def _at(steps, values, step):
+    """Value at the last evaluated step ≤ ``step``."""
+    i = np.searchsorted(steps, step, side="right") - 1
+    return float(values[max(i, 0)])
+
+
+def run(ctx):
+    p = ctx.params
+    curves = {}
+    load_start = _load_probe()
+    for seed in ctx.seeds:
+        with ctx.stage(f"base: supervised Adagrad, {p['base_steps']} steps × batch {p['base_batch']} "
+                       f"(seed {seed})"):
+            base_path, test_ids = _train_base(ctx, seed)
+        for arm, arm_over in ARMS.items():
+            over = {**_task_overrides(p, seed), "base.kind": "load", "base.path": str(base_path.resolve()),
+                    "algo.batch": p["batch"], "algo.lr": p["lr"], "run.rounds": p["steps"],
+                    "run.eval_every": p["eval_every"], "run.seed": seed, **arm_over}
+            with ctx.stage(f"{arm.upper()}: {p['steps']} steps × batch {p['batch']}, exact eval every "
+                           f"{p['eval_every']} step(s) on {p['test_contexts']} contexts (seed {seed})"):
+                summary, folder = ctx.run_arm(arm, {}, seed, over)
+            curves[arm, seed] = _curves(folder)
+            steps, err, lik, loglik = curves[arm, seed]
+            base_loglik = loglik[0]
+            off = base_loglik < math.log(p["off_support"])
+            worst = np.argsort(base_loglik)[: max(1, len(base_loglik) // 4)]
+            off_mass = float(np.isin(test_ids, np.flatnonzero(off)).mean())
+            T = p["steps"] * p["batch"]
+            below_T = base_loglik < -math.log(T)
+            ctx.record(arm, {}, seed, final_test_error=float(err[-1]),
+                       **{f"test_error_at_{s}": _at(steps, err, s) for s in p["report_steps"]},
+                       off_support_count=int(off.sum()), centres=len(off), off_support_test_mass=off_mass,
+                       below_1_over_T_count=int(below_T.sum()),
+                       below_1_over_T_test_mass=float(np.isin(test_ids, np.flatnonzero(below_T)).mean()),
+                       unsolved_count_end=int((lik[-1] < 0.5).sum()),
+                       off_support_mean_likelihood_end=float(lik[-1, off].mean()) if off.any() else None,
+                       off_support_mean_log10_lik_end=float(loglik[-1, off].mean() / LOG10) if off.any() else None,
+                       worst_quarter_mean_log10_lik_base=float(base_loglik[worst].mean() / LOG10),
+                       worst_quarter_mean_log10_lik_end=float(loglik[-1, worst].mean() / LOG10),
+                       worst_quarter_mean_likelihood_end=float(lik[-1, worst].mean()),
+                       min_centre_log10_lik_end=float(loglik[-1].min() / LOG10),
+                       wall_seconds=summary["wall_seconds"])
+    _notes(ctx)
+    _plot(ctx, curves, ctx.seeds[0])
+    ctx.notes.append(_machine_load(load_start))
+    measures = [f"test_error_at_{s}" for s in p["report_steps"]] + [
+        "off_support_count", "off_support_test_mass", "below_1_over_T_test_mass", "unsolved_count_end",
+        "off_support_mean_likelihood_end", "off_support_mean_log10_lik_end", "worst_quarter_mean_likelihood_end"]
+    agg = mean_over_seeds(ctx.rows, ["arm"], measures)
+    ctx.write(markdown_table(agg, ["arm"] + measures + ["seeds"]))
+
+
+def _load_probe():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return os.getloadavg(), time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
+def _machine_load(start):
+    """Wall times mean little without the machine's load: other processes share the cores. The process's own
+    CPU use over the run (out of 100% × cores) shows how much of the machine it actually got."""
+    load0, t0, cpu0 = start
+    load1, t1, cpu1 = _load_probe()
+    fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
+    return (f"machine load average (1 / 5 / 15 min) at the start {fmt(load0)}, at the end {fmt(load1)}, on "
+            f"{os.cpu_count()} cores; this process used {100 * (cpu1 - cpu0) / max(t1 - t0, 1e-9):.0f}% CPU over "
+            f"the experiment ({100 * os.cpu_count()}% = every core). The wall times below include any contention.")
+
+
+def _notes(ctx):
+    p = ctx.params
+    by = {(r["arm"], r["seed"]): r for r in ctx.rows}
+    T = p["steps"] * p["batch"]
+    for seed in ctx.seeds:
+        o, q = by["orm", seed], by["prm", seed]
+        ctx.notes.append(
+            f"seed {seed}: {o['off_support_count']} of {o['centres']} centres have base likelihood < "
+            f"{p['off_support']:g} (\"off-support\"; the paper saw 4 of 32); they hold "
+            f"{o['off_support_test_mass']:.3f} of the held-out contexts. {o['below_1_over_T_count']} centres "
+            f"(test mass {o['below_1_over_T_test_mass']:.3f}) lie below 1/T, T = {p['steps']}·{p['batch']} = {T} "
+            "outcome-reward queries of the ORM arm.")
+        if o["off_support_mean_likelihood_end"] is not None:
+            ctx.notes.append(
+                f"seed {seed}: off-support centres' mean likelihood at step {p['steps']}: ORM "
+                f"{o['off_support_mean_likelihood_end']:.3g}, PRM {q['off_support_mean_likelihood_end']:.3g}.")
+        ctx.notes.append(
+            f"seed {seed}: test error at step {p['steps']}: ORM {o['final_test_error']:.4f}, PRM "
+            f"{q['final_test_error']:.4f} (the ORM's plateau against the test mass of the off-support centres, "
+            f"{o['off_support_test_mass']:.3f}, and of the centres below 1/T, {o['below_1_over_T_test_mass']:.3f}). "
+            f"Centres still below likelihood 0.5: ORM {o['unsolved_count_end']}, PRM {q['unsolved_count_end']} of "
+            f"{o['centres']}.")
+        for arm, r in (("ORM", o), ("PRM", q)):
+            trend = ", ".join(f"{r[f'test_error_at_{s}']:.4f} @ {s}" for s in p["report_steps"])
+            ctx.notes.append(f"seed {seed}: {arm} test error by step: {trend}.")
+        ctx.notes.append(
+            f"seed {seed}: worst quarter of centres by base likelihood (mean log10 likelihood "
+            f"{o['worst_quarter_mean_log10_lik_base']:.1f} at the base): mean likelihood at the end ORM "
+            f"{o['worst_quarter_mean_likelihood_end']:.3g}, PRM {q['worst_quarter_mean_likelihood_end']:.3g}; "
+            f"mean log10 likelihood ORM {o['worst_quarter_mean_log10_lik_end']:.1f}, PRM "
+            f"{q['worst_quarter_mean_log10_lik_end']:.1f}.")
+
+
+def _plot(ctx, curves, seed):
+    plt = pyplot()
+    from matplotlib.colors import LogNorm
+    p = ctx.params
+    base = curves["orm", seed][3][0]
+    off = base < math.log(p["off_support"])
+    order = np.argsort(base)[::-1]           # the lowest-base centres drawn last, on top
+    base_lik = np.exp(base)
+    norm = LogNorm(vmin=max(base_lik.min(), 1e-300), vmax=1.0)
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    ax = axes[0]
+    for arm in ARMS:
+        steps, _, lik, _ = curves[arm, seed]
+        keep = steps > 0
+        if off.any():
+            ax.plot(steps[keep], lik[keep][:, off].mean(axis=1), color=COLOURS[arm], label=LABELS[arm])
+    ax.set_xscale("log")
+    ax.set_xlabel("post-training step")
+    ax.set_ylabel("mean likelihood p(y*|centre)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title(f"{int(off.sum())} off-support centres (base likelihood < {p['off_support']:g})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1]
+    for arm in ARMS:
+        steps, err, _, _ = curves[arm, seed]
+        ax.plot(steps, err, color=COLOURS[arm], label=LABELS[arm])
+    row = next(r for r in ctx.rows if r["arm"] == "orm" and r["seed"] == seed)
+    if off.any():
+        ax.axhline(row["off_support_test_mass"], color="k", ls="--", lw=1,
+                   label=f"test mass of off-support centres ({row['off_support_test_mass']:.3f})")
+    ax.axhline(row["below_1_over_T_test_mass"], color="k", ls=":", lw=1,
+               label=f"test mass of centres below 1/T ({row['below_1_over_T_test_mass']:.3f})")
+    ax.set_xlabel("post-training step")
+    ax.set_ylabel("test error 1 − E p(y*|x) (exact, held out)")
+    ax.set_ylim(0, None)
+    ax.set_title("Test error", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    steps, _, lik, _ = curves["orm", seed]
+    keep = steps > 0
+    for c in order:
+        ax.plot(steps[keep], lik[keep, c], color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("post-training step")
+    ax.set_ylabel("likelihood p(y*|centre)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_title("ORM: each centre's likelihood", fontsize=10)
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="base likelihood of the centre")
+    fig.suptitle(f"fig1 — N = {p['N']}, d = {p['d']}, k = {p['k']}, {p['centres']} centres, batch {p['batch']}, "
+                 f"Adagrad lr {p['lr']:g}, ±1 rewards, seed {seed}", fontsize=11)
+    fig.tight_layout()
+    ctx.figure(fig, "fig1")
+    plt.close(fig)
+
+    # Companion: every centre's log-likelihood under both arms (where the linear panels show only "0").
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+    for ax, arm in zip(axes, ARMS):
+        steps, _, _, loglik = curves[arm, seed]
+        keep = steps > 0
+        for c in order:
+            ax.plot(steps[keep], loglik[keep, c] / math.log(10), color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)
+        ax.axhline(math.log10(p["off_support"]), color="k", ls="--", lw=0.8, label="off-support threshold")
+        ax.set_xscale("log")
+        ax.set_xlabel("post-training step")
+        ax.set_title(LABELS[arm], fontsize=10)
+        ax.legend(fontsize=8, loc="lower left")
+    axes[0].set_ylabel("log10 likelihood log10 p(y*|centre)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="base likelihood of the centre")
+    fig.suptitle(f"fig1 — per-centre log-likelihood, seed {seed}", fontsize=11)
+    ctx.figure(fig, "fig1-centres")
+    plt.close(fig)

@@ -1,0 +1,260 @@
+"""Section 2 — streaming bandit multiclass (N = 1): onlinepg vs Vowpal Wabbit, River and scikit-learn.
+
+    python -m bench.bandit [--quick]
+
+The stream is the engine's own teacher stream (SPEC §2, N = 1): x ∈ {±1}^20, y* = argmax W1* x with
+W1* ∈ R^{10×20} ~ N(0, 1), hence linearly separable. It is drawn once and every learner sees the same rows
+in the same order:
+
+* onlinepg: on-policy PG with the adaptive learning rate and 0/1 outcome reward (bandit feedback: only
+  whether the sampled action was right), ``kernels.online.run_rounds`` on the precomputed rows, with exactly
+  the parameters and sampling seed ``onlinepg.engine.run`` uses (checked: the engine's own run of the same
+  config makes the same number of mistakes);
+* Vowpal Wabbit ``--cbify 10`` through its Python package, one ``learn(example_string)`` call per round: VW
+  picks an action by its default ε-greedy exploration (ε = 0.05) and learns from the 0/1 cost of that action
+  only; its mistakes are its own progressive-validation loss (``get_sum_loss``: the summed 0/1 costs);
+* River ``SoftmaxRegression`` and scikit-learn ``Perceptron.partial_fit``, one sample at a time, with the
+  full label (full information: an upper reference, not a bandit learner).
+
+Online mistakes use progressive validation (River/VW semantics): the action a learner commits to at round t
+is scored before it learns from round t, and the first, untrained prediction counts. A mistake is a committed
+action ≠ y*. Learners run interleaved (A B C D A B …): the stream is cut into slots and every learner
+processes its next slot in turn, carrying its state over; rounds/s is the median over slots. River and
+scikit-learn pay ~0.1–2 ms per Python call, so they run on a prefix of the stream (their horizon is shown),
+and onlinepg's and VW's mistakes are also reported at that horizon. Building the peers' inputs (VW strings,
+River dicts) is done before the clock starts, in the peers' favour.
+"""
+import statistics
+import time
+
+import numpy as np
+
+from .report import LoadMeter, Section, human, verdict
+
+K_CLASSES, D_CONTEXT = 10, 20
+TASK = {"kind": "teacher", "d": D_CONTEXT, "k": K_CLASSES, "N": 1, "contexts": "rademacher", "seed": 0}
+SPEED_TARGET = 20.0        # onlinepg rounds/s ≥ 20× VW's
+
+
+def _config(algo, rounds):
+    return {"task": dict(TASK), "algo": {"name": algo, "behaviour": "policy", "lr_rule": "adaptive"},
+            "run": {"rounds": rounds, "progress": False, "eval_every": rounds, "trace_every": 100}}
+
+
+def make_stream(T):
+    """The first T contexts of the engine's stream for TASK: X float64[T, 20], J int64[T], Ystar int64[T, 1]."""
+    from onlinepg import config as C
+    from onlinepg.build import ContextStream, build_task
+    cfg = C.resolve(_config("pg", T))
+    b = ContextStream(build_task(cfg), cfg).batch(0, T)
+    return b.X, b.J, b.Ystar
+
+
+class OnlinepgLearner:
+    """onlinepg's per-round kernel on a slice of the precomputed stream, set up exactly as the engine does."""
+
+    def __init__(self, algo, X, J, Ystar):
+        from onlinepg import config as C
+        from onlinepg.build import ContextStream, build_base, build_task
+        from onlinepg.kernels import online
+        from onlinepg.learners import make_learner
+        from onlinepg.policy import Policy
+        cfg = C.resolve(_config(algo, len(X)))
+        task = build_task(cfg)
+        base = build_base(task, cfg)
+        self.L = make_learner(cfg, ContextStream(task, cfg), Policy(task.features, base.w), base)
+        self.O, self.X, self.J, self.Ystar = online, X, J, Ystar
+        self.trace = np.empty((2, online.NTRACE))        # trace_every is huge: only round 0 writes a row
+        self.name = {"pg": "onlinepg PG, adaptive LR (bandit feedback)",
+                     "perceptron": "onlinepg perceptron (full information)"}[algo]
+
+    def process(self, lo, hi):
+        L = self.L
+        self.O.run_rounds(L.ip, L.fp, L.features.fm, L.policy.w, L.w0, L.G2, self.X[lo:hi], self.J[lo:hi],
+                          self.Ystar[lo:hi], lo, L.seed, L.counters, 1 << 62, self.trace)
+
+    @property
+    def mistakes(self):
+        return int(self.L.counters[self.O.C_MIST_SAMPLED])
+
+
+class VWLearner:
+    """Vowpal Wabbit contextual bandit on a multiclass stream: ``--cbify K``, default ε-greedy."""
+
+    name = "Vowpal Wabbit --cbify 10 (ε-greedy, ε = 0.05)"
+
+    def __init__(self, X, y, horizon):
+        import vowpalwabbit
+        self.ws = vowpalwabbit.Workspace(f"--cbify {K_CLASSES} --quiet --random_seed 0")
+        pos = [f"f{c}:1" for c in range(X.shape[1])]
+        neg = [f"f{c}:-1" for c in range(X.shape[1])]
+        # VW labels are 1-based; the label only lets cbify compute the 0/1 cost of the action VW chose
+        self.lines = [f"{y[t] + 1} | " + " ".join(pos[c] if X[t, c] > 0 else neg[c] for c in range(X.shape[1]))
+                      for t in range(horizon)]
+
+    def process(self, lo, hi):
+        # One call per round, VW's fastest Python path: learn() predicts (samples an action), takes the 0/1 cost
+        # of that action only, and learns. Its progressive-validation loss is then exactly the count of rounds
+        # whose chosen action ≠ y* (checked against parse/learn/get_prediction, which is ~1.5× slower).
+        learn, lines = self.ws.learn, self.lines
+        for t in range(lo, hi):
+            learn(lines[t])
+
+    @property
+    def mistakes(self):
+        return int(round(self.ws.get_sum_loss()))
+
+
+class RiverLearner:
+    name = "River SoftmaxRegression (full information)"
+
+    def __init__(self, X, y, horizon):
+        from river import linear_model
+        self.model = linear_model.SoftmaxRegression()
+        self.rows = [dict(enumerate(X[t].tolist())) for t in range(horizon)]
+        self.y, self.mistakes = y[:horizon].tolist(), 0
+
+    def process(self, lo, hi):
+        model, rows, y, m = self.model, self.rows, self.y, 0
+        for t in range(lo, hi):
+            if model.predict_one(rows[t]) != y[t]:     # None before the first label: a mistake
+                m += 1
+            model.learn_one(rows[t], y[t])
+        self.mistakes += m
+
+
+class SklearnLearner:
+    name = "scikit-learn Perceptron.partial_fit (full information)"
+
+    def __init__(self, X, y, horizon):
+        from sklearn.linear_model import Perceptron
+        self.model, self.X, self.y, self.mistakes = Perceptron(), X, y, 0
+        self.classes, self.fitted = np.arange(K_CLASSES), False
+
+    def process(self, lo, hi):
+        model, X, y, m = self.model, self.X, self.y, 0
+        for t in range(lo, hi):
+            xt, yt = X[t:t + 1], y[t:t + 1]
+            if not self.fitted or model.predict(xt)[0] != yt[0]:   # untrained: counts as a mistake
+                m += 1
+            if self.fitted:
+                model.partial_fit(xt, yt)
+            else:
+                model.partial_fit(xt, yt, classes=self.classes)
+                self.fitted = True
+        self.mistakes += m
+
+
+def _peer(cls, package, X, y, horizon):
+    """The peer learner, or (None, reason) when its package is missing or fails to start."""
+    try:
+        return cls(X, y, horizon), None
+    except ImportError as exc:
+        return None, f"{package} not installed: pip install -e .[bench] ({exc})"
+    except Exception as exc:                   # noqa: BLE001 - any start-up failure is reported, not raised
+        return None, f"{package} failed to start: {type(exc).__name__}: {exc}"
+
+
+def interleaved(learners, horizons, slots, marks):
+    """Run every learner over its horizon in ``slots`` interleaved slots. Returns per learner: seconds per
+    slot, rounds per slot, and mistakes at every mark ≤ its horizon."""
+    out = {key: {"seconds": [], "rounds": [], "mistakes_at": {}} for key in learners}
+    for s in range(slots):
+        for key, lr in learners.items():
+            H = horizons[key]
+            lo, hi = s * H // slots, (s + 1) * H // slots
+            cuts = [lo] + [m for m in sorted(marks) if lo < m < hi] + [hi]
+            t0 = time.perf_counter()
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                lr.process(a, b)
+                if b in marks:
+                    out[key]["mistakes_at"][b] = lr.mistakes
+            out[key]["seconds"].append(time.perf_counter() - t0)
+            out[key]["rounds"].append(hi - lo)
+    return out
+
+
+def engine_check(T, expected_mistakes):
+    """The same config through ``onlinepg.engine.run`` (its own context generation, exact evaluation, Parquet
+    trace every 100th round): rounds/s end to end and whether its mistakes equal the kernel loop's."""
+    import tempfile
+    import onlinepg
+    with tempfile.TemporaryDirectory() as tmp:
+        s = onlinepg.run(_config("pg", T), f"{tmp}/r")
+    return s["rounds_per_second"], s["mistakes_sampled"], s["mistakes_sampled"] == expected_mistakes
+
+
+def run(quick=False, log=print):
+    T = 20_000 if quick else 1_000_000
+    h_river, h_sk = (4_000, 400) if quick else (200_000, 10_000)
+    slots = 4 if quick else 10
+    sec = Section(2, "Streaming bandit multiclass, N = 1 (separable teacher stream)",
+                  setup=f"Teacher stream k = {K_CLASSES}, d = {D_CONTEXT}, x ∈ {{±1}}^{D_CONTEXT}, y* = argmax W1* x, "
+                        f"{T:,} rounds, identical for every learner; progressive validation (predict, then "
+                        f"learn); {slots} interleaved slots per learner, median rounds/s. Peers' inputs "
+                        "(VW strings, River dicts) are built before the clock starts.")
+    log(f"[2] drawing the stream ({T:,} rounds) and building the peers' inputs")
+    X, J, Ystar = make_stream(T)
+    y = Ystar[:, 0]
+    learners, horizons, skipped = {}, {}, {}
+    for algo in ("pg", "perceptron"):
+        learners[algo], horizons[algo] = OnlinepgLearner(algo, X, J, Ystar), T
+        OnlinepgLearner(algo, X, J, Ystar).process(0, 10)      # load/compile run_rounds outside the clock
+    for key, cls, package, H in (("vw", VWLearner, "vowpalwabbit", T), ("river", RiverLearner, "river", h_river),
+                                 ("sklearn", SklearnLearner, "scikit-learn", h_sk)):
+        t0 = time.perf_counter()
+        lr, why = _peer(cls, package, X, y, H)
+        if lr is None:
+            skipped[key] = (cls.name, why)
+            log(f"[2] {cls.name}: skipped ({why})")
+        else:
+            learners[key], horizons[key] = lr, H
+            log(f"[2] {cls.name}: inputs ready in {time.perf_counter() - t0:.1f} s")
+    marks = {h_sk, h_river, T}
+    log(f"[2] running {', '.join(learners)} interleaved")
+    with LoadMeter() as meter:
+        res = interleaved(learners, horizons, slots, marks)
+    sec.load = meter.as_dict()
+    rps = {key: statistics.median(r / s for r, s in zip(v["rounds"], v["seconds"])) for key, v in res.items()}
+    pg_at = res["pg"]["mistakes_at"]
+    for key, lr in learners.items():
+        H, m = horizons[key], res[key]["mistakes_at"][horizons[key]]
+        ratio = "" if key in ("pg", "perceptron") else f"onlinepg PG {rps['pg'] / rps[key]:.1f}× faster"
+        note = "" if H == T else (f"prefix of the stream; onlinepg PG made {pg_at[H]:,} mistakes by round {H:,}"
+                                  + (f", VW {res['vw']['mistakes_at'][H]:,}" if "vw" in res else ""))
+        sec.add(lr.name, f"{human(rps[key])} rounds/s; {m:,} mistakes in {H:,} rounds ({m / H:.2%})", ratio,
+                note=note, data=dict(rounds_per_second=rps[key], mistakes=m, horizon=H, **res[key]))
+    for key, (name, why) in skipped.items():
+        sec.skip(name, why)
+
+    eng_rps, eng_m, same = engine_check(T, res["pg"]["mistakes_at"][T])
+    sec.add("onlinepg engine.run, same config end to end (own context generation, exact eval, Parquet trace "
+            "every 100th round)", f"{human(eng_rps)} rounds/s; {eng_m:,} mistakes",
+            note="same mistakes as the kernel loop above: " + ("yes (identical stream and draws)" if same else "NO"),
+            data=dict(rounds_per_second=eng_rps, mistakes=eng_m, identical=same))
+    if "vw" in learners:
+        speed = rps["pg"] / rps["vw"]
+        sec.add("Streaming N = 1, rounds/s vs Vowpal Wabbit", f"{human(rps['pg'])} vs {human(rps['vw'])} rounds/s",
+                f"{speed:.1f}×", f"≥ {SPEED_TARGET:.0f}×", verdict(speed >= SPEED_TARGET),
+                data=dict(ratio=speed, target=SPEED_TARGET))
+        mp, mv = pg_at[T], res["vw"]["mistakes_at"][T]
+        sec.add(f"Streaming N = 1, online mistakes at {T:,} rounds", f"onlinepg {mp:,} vs VW {mv:,}",
+                f"{mp / mv:.2f}× VW's", "fewer than VW ε-greedy", verdict(mp < mv),
+                data=dict(onlinepg=mp, vw=mv))
+    else:
+        why = skipped["vw"][1]
+        sec.add("Streaming N = 1, rounds/s vs Vowpal Wabbit", target=f"≥ {SPEED_TARGET:.0f}×", skipped=why)
+        sec.add(f"Streaming N = 1, online mistakes at {T:,} rounds", target="fewer than VW ε-greedy", skipped=why)
+    return sec
+
+
+def main(argv=None):
+    import argparse
+    from .report import section_markdown
+    ap = argparse.ArgumentParser(prog="python -m bench.bandit", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    print(section_markdown(run(ap.parse_args(argv).quick)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Section 5 — start-up and memory: cold compile of the whole engine, warm (cached) start-up, peak RSS of a
+long run.
+
+    python -m bench.startup [--quick]
+
+* **Cold**: a fresh Python process with an empty ``NUMBA_CACHE_DIR`` imports onlinepg and plays one tiny run
+  of every algorithm through ``onlinepg.engine.run`` (``ENGINE_TOUR``: per-round sgd, pg, best_of_m,
+  pg_process in its three variants, perceptron; batched sgd and pg_batch with outcome and process rewards, at
+  batches below and above the serial/parallel threshold; teacher tasks with Rademacher and mixture contexts
+  and a pre-trained base; a cells task with a prescribed-likelihood base). Every kernel the engine can call
+  is compiled on the way. Then it plays the same runs again, which now only repeat their own work (a few
+  hundred rounds, evaluations, Parquet writes). The figure is the process's wall time, interpreter start and
+  exit included, less that work counted twice (once for the repeat, once inside the first pass): what it
+  costs to get from nothing to every kernel ready.
+* **Warm**: the same process again with the same cache directory (every kernel loads from the cache): the
+  start-up a user sees, import + cached kernels, measured the same way.
+* **Peak RSS**: a bandit run (``bench.stream``'s config: N = 1, k = 10, d = 20, trace every 100th round) at
+  10^6 and 10^7 rounds, each in a fresh process that reports its own high-water mark ``VmHWM`` from
+  /proc/self/status. Not ``ru_maxrss``: Linux carries the parent's peak RSS into a forked child, so a child of
+  this (large) bench process would report the bench's own peak (1.2 GiB here) instead of the run's.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .report import PRISTINE_ENV, LoadMeter, Section, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+COLD_TARGET_S, WARM_TARGET_S = 30.0, 2.0
+
+_TEACHER = {"kind": "teacher", "d": 6, "k": 4, "N": 3, "contexts": "rademacher", "test_contexts": 256}
+_RUN = {"rounds": 200, "eval_every": 100, "progress": False}
+ENGINE_TOUR = [
+    ("sgd", {"algo": {"name": "sgd"}}),
+    ("sgd batched", {"algo": {"name": "sgd", "batch": 8}, "run": {"rounds": 20, "eval_every": 10}}),
+    ("pg (uniform behaviour, ±1, group of 4, loo)", {"algo": {"name": "pg", "behaviour": "uniform",
+                                                              "reward": "pm1", "group_size": 4, "baseline": "loo"}}),
+    ("pg (mixture behaviour, importance weights)", {"algo": {"name": "pg", "behaviour": "mixture",
+                                                             "iw_clip": 4.0}}),
+    ("best_of_m", {"algo": {"name": "best_of_m"}}),
+    ("pg_process explore", {"algo": {"name": "pg_process", "variant": "explore"}}),
+    ("pg_process binary_search", {"algo": {"name": "pg_process", "variant": "binary_search"}}),
+    ("pg_process on_policy", {"algo": {"name": "pg_process", "variant": "on_policy"}}),
+    ("perceptron", {"task": {"N": 1}, "algo": {"name": "perceptron"}}),
+    ("pg_batch outcome (batch 8)", {"algo": {"name": "pg_batch", "batch": 8, "baseline": "batch_mean"},
+                                    "run": {"rounds": 20, "eval_every": 10}}),
+    ("pg_batch process (batch 256), mixture contexts, pretrained base",
+     {"task": {"contexts": "mixture", "centres": 4}, "base": {"kind": "pretrain", "steps": 5},
+      "algo": {"name": "pg_batch", "batch": 256, "reward_type": "process"}, "run": {"rounds": 5, "eval_every": 5}}),
+    ("pg on cells, alpha base", {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50},
+                                 "base": {"kind": "alpha", "alpha": 0.1}, "algo": {"name": "pg", "behaviour": "base"}}),
+]
+
+
+def tour_configs():
+    out = []
+    for name, over in ENGINE_TOUR:
+        cfg = {"task": dict(_TEACHER), "run": dict(_RUN)}
+        for section, values in over.items():
+            cfg.setdefault(section, {}).update(values)
+        if cfg["task"]["kind"] == "cells":
+            cfg["task"] = {k: v for k, v in cfg["task"].items() if k not in ("d", "contexts")}
+        out.append((name, cfg))
+    return out
+
+
+def probe():
+    """Run in the measured subprocess: import, the whole tour, then the tour again (every kernel already
+    loaded: the runs' own work). Prints one JSON line of timings."""
+    t0 = time.perf_counter()
+    import onlinepg
+    import onlinepg.engine  # noqa: F401 - the import is part of what is timed
+    t1 = time.perf_counter()
+    runs, again = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, cfg) in enumerate(tour_configs()):
+            s0 = time.perf_counter()
+            onlinepg.run(cfg, f"{tmp}/{i}")
+            runs.append(dict(name=name, seconds=time.perf_counter() - s0))
+        t2 = time.perf_counter()
+        for i, (name, cfg) in enumerate(tour_configs()):
+            onlinepg.run(cfg, f"{tmp}/again-{i}")
+        t3 = time.perf_counter()
+    print(json.dumps(dict(import_s=t1 - t0, runs=runs, tour_s=t2 - t1, tour_again_s=t3 - t2, exit_t=t3)))
+
+
+def _subprocess(cache=None):
+    """The probe in a fresh interpreter; ``cache``: its NUMBA_CACHE_DIR (None: the environment's own)."""
+    env = dict(PRISTINE_ENV)
+    if cache is not None:
+        env["NUMBA_CACHE_DIR"] = cache
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", "from bench.startup import probe; probe()"], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(f"start-up probe failed:\n{res.stderr[-3000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    # start-up = the whole process less the second tour (which only repeats the runs' own work) less that
+    # same work inside the first tour: interpreter start, imports, kernel compilation or cache loading, exit
+    out.update(process_s=wall, startup_s=wall - 2 * out["tour_again_s"])
+    return out
+
+
+def peak_rss_mib(rounds):
+    """Peak RSS (MiB) of a fresh process running ``rounds`` rounds of bench.stream's bandit config."""
+    from .stream import BANDIT, _cfg
+    code = ("import json, resource, tempfile, onlinepg\n"
+            f"cfg = json.loads({json.dumps(json.dumps(_cfg(BANDIT, rounds, 100)))})\n"
+            "with tempfile.TemporaryDirectory() as t: onlinepg.run(cfg, t + '/r')\n"
+            "try:\n"
+            "    hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+            "except (OSError, StopIteration):\n"
+            "    hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(hwm)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=PRISTINE_ENV)
+    if res.returncode != 0:
+        raise RuntimeError(f"peak-RSS run failed:\n{res.stderr[-3000:]}")
+    return int(res.stdout.split()[-1]) / 1024.0
+
+
+def cold_warm():
+    with tempfile.TemporaryDirectory(prefix="onlinepg-bench-cache-") as cache:
+        return _subprocess(cache), _subprocess(cache)
+
+
+def run(quick=False, log=print):
+    n_mem = (10**4, 10**5) if quick else (10**6, 10**7)
+    sec = Section(5, "Start-up and memory",
+                  setup=f"Cold and warm: a fresh Python process (empty, then reused NUMBA_CACHE_DIR) imports "
+                        f"onlinepg and plays {len(ENGINE_TOUR)} tiny runs covering every algorithm through "
+                        "onlinepg.engine.run, then the same runs again; the figure is its wall time (interpreter "
+                        "start and exit included) less the runs' own work. Peak RSS: VmHWM of a fresh process per "
+                        "run length.")
+    cold_name = "Cold compile of the whole engine (fresh cache: interpreter to every kernel ready)"
+    with LoadMeter() as meter:
+        if quick:
+            # a cold compile takes 30-60 s, longer than the whole --quick smoke run may
+            log("[5] warm start with the environment's own kernel cache (--quick: no cold compile)")
+            cold, warm = None, _subprocess()
+        else:
+            log(f"[5] cold compile of the whole engine (fresh cache), then warm start ({len(ENGINE_TOUR)} tiny runs)")
+            cold, warm = cold_warm()
+        log(f"[5] peak RSS of {n_mem[0]:.0e}- and {n_mem[1]:.0e}-round bandit runs")
+        rss = {n: peak_rss_mib(n) for n in n_mem}
+    sec.load = meter.as_dict()
+    if cold is None:
+        sec.add(cold_name, target=f"< {COLD_TARGET_S:.0f} s", skipped="--quick: it takes 30-60 s; run without --quick")
+    else:
+        top = sorted(cold["runs"], key=lambda r: -r["seconds"])[:3]
+        ok = cold["startup_s"] < COLD_TARGET_S
+        note = ("first runs that compiled most: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in top)
+                + f"; the runs' own work ({cold['tour_again_s']:.2f} s, timed by repeating them) excluded")
+        if not ok:
+            note += (". Why: the first per-round run compiles kernels/online.run_rounds, one function holding every "
+                     "per-round algorithm with the feature primitives inlined at each call site, and the batch "
+                     "kernels compile twice (parallel, and serial twins for small batches); Numba compiles on one "
+                     "core. Would close it: compile the kernels in two processes at once (each is cached on its "
+                     "own, so a warm-up step can split them over the 2 cores), or inline less into run_rounds")
+        sec.add(cold_name, f"{cold['startup_s']:.1f} s", target=f"< {COLD_TARGET_S:.0f} s", verdict=verdict(ok),
+                note=note, data=cold)
+    sec.add("Warm start-up (import + cached kernels of every algorithm)"
+            + (" (--quick: the environment's cache)" if quick else ""), f"{warm['startup_s']:.2f} s",
+            target=f"< {WARM_TARGET_S:.0f} s", verdict=verdict(warm["startup_s"] < WARM_TARGET_S),
+            note=f"import onlinepg {warm['import_s']:.2f} s; whole process {warm['process_s'] - warm['tour_again_s']:.2f} s "
+                 f"with the {len(ENGINE_TOUR)} tiny runs' own work ({warm['tour_again_s']:.2f} s)" + _uncached_note(),
+            data=warm)
+    small, big = n_mem
+    grow = rss[big] / rss[small]
+    sec.add(f"Peak RSS, {big:,}-round bandit run (fresh process)", f"{rss[big]:,.0f} MiB",
+            f"{grow:.2f}× the {small:,}-round run ({rss[small]:,.0f} MiB)",
+            note="flat: traces spill to Parquet" if grow < 1.1 else "grows with the run length",
+            data={"peak_rss_mib": {str(n): v for n, v in rss.items()}})
+    return sec
+
+
+def uncached_kernels():
+    """Names of the public kernels compiled without an on-disk cache (recompiled in every process)."""
+    import onlinepg.kernels as K
+    from numba.core.caching import NullCache
+    return sorted(name for name in dir(K) if isinstance(getattr(getattr(K, name), "_cache", None), NullCache))
+
+
+def _uncached_note():
+    names = uncached_kernels()
+    if not names:
+        return ""
+    why = (" (the serial twins of kernels/twin.py are built without cache=True)"
+           if all(n.endswith("_serial") for n in names) else "")
+    return f". Not cached, so recompiled by every process: {', '.join(names)}{why}"
+
+
+def main(argv=None):
+    import argparse
+    from .report import section_markdown
+    ap = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    print(section_markdown(run(ap.parse_args(argv).quick)))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,6 @@ Each figure is the median of ``--reps`` runs, alternating the variants (A B A B 
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,10 +38,11 @@ def timed_run(cfg):
 
 
 def _peak_rss(rounds):
-    code = ("import json, resource, tempfile, onlinepg\n"
+    code = ("import json, tempfile, onlinepg\n"
             f"cfg = json.loads({json.dumps(json.dumps(_cfg(BANDIT, rounds, 100)))})\n"
             "with tempfile.TemporaryDirectory() as t: onlinepg.run(cfg, t + '/r')\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+            # VmHWM, not ru_maxrss: Linux carries the parent's peak into a forked child across exec
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024.0
 

@@ -13,7 +13,7 @@ from .seeds import derive_seed
 from .tasks import (Batch, CellsTask, TeacherTask, beta_for_alpha, bottleneck_base, cells_base,
                     empirical_margin, staircase_base, teacher_base)
 
-__all__ = ["kernels", "lq", "ConfigError", "FeatureSpec", "load_policy", "save_policy", "run", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
+__all__ = ["kernels", "lq", "run_sweep", "ConfigError", "FeatureSpec", "load_policy", "save_policy", "run", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
            "TeacherTask", "beta_for_alpha", "bottleneck_base", "cells_base", "empirical_margin",
            "staircase_base", "teacher_base"]
 
@@ -22,3 +22,9 @@ def run(config=None, out="runs/default", **kwargs):
     """Run one experiment (the same as ``onlinepg run``); see ``onlinepg.engine.run``."""
     from .engine import run as _run
     return _run(config, out, **kwargs)
+
+
+def run_sweep(sweep, out=None, **kwargs):
+    """Run a sweep (the same as ``onlinepg sweep``); see ``onlinepg.sweep.run_sweep``."""
+    from .sweep import run_sweep as _run_sweep
+    return _run_sweep(sweep, out, **kwargs)

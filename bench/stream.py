@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 BANDIT = {"task": {"kind": "teacher", "d": 20, "k": 10, "N": 1, "contexts": "rademacher"},
           "algo": {"name": "pg", "behaviour": "policy", "lr_rule": "adaptive"},

@@ -24,7 +24,6 @@ Each map provides four primitives used by the generic sequence kernels:
 """
 from collections import namedtuple
 
-import numpy as np
 from numba import njit
 
 BIGRAM = 0

@@ -18,7 +18,6 @@ import time
 import numpy as np
 
 from . import config as C
-from . import kernels as K
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
 from .errors import ConfigError
 from .io import policy_arrays, save_npz

@@ -1,7 +1,6 @@
 """The streaming engine: output contract, every algorithm from its example config, decimation, chunk-size
 independence, resume equivalence, killed-run recovery and config errors."""
 import json
-import os
 import pathlib
 import signal
 import subprocess

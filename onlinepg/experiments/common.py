@@ -16,7 +16,9 @@ t confidence interval over seeds.
 import copy
 import json
 import math
+import os
 import pathlib
+import resource
 import sys
 import time
 from contextlib import contextmanager
@@ -78,6 +80,7 @@ class Context:
         self.seeds = list(range(n_seeds))
         self.out = pathlib.Path(out or f"runs/experiment-{name}-{scale}-{time.strftime('%Y%m%d-%H%M%S')}")
         self.rows = []
+        self._load0 = load_probe()
         self.stages = []
         self.notes = []
         self.figures = []
@@ -129,8 +132,8 @@ class Context:
             for s in slopes:
                 lines.append(f"| {s['label']} | {s['slope']:.3f} | [{s['lo']:.3f}, {s['hi']:.3f}] | {s['theory']} |")
             lines.append("")
-        if self.notes:
-            lines += ["## What came out", ""] + [f"- {n}" for n in self.notes] + [""]
+        notes = self.notes + [machine_load(self._load0)]
+        lines += ["## What came out", ""] + [f"- {n}" for n in notes] + [""]
         if self.figures:
             lines += ["## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in self.figures] + [""]
         lines += ["## Wall time", ""] + [f"- {label}: {dt:.1f} s" for label, dt in self.stages]
@@ -146,6 +149,22 @@ class Context:
         fig.savefig(path, dpi=110, bbox_inches="tight")
         self.figures.append(path)
         return path
+
+
+def load_probe():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return os.getloadavg(), time.perf_counter(), usage.ru_utime + usage.ru_stime
+
+
+def machine_load(start):
+    """Wall times mean little without the machine's load: other processes share the cores. The process's own
+    CPU use over the run (out of 100% × cores) shows how much of the machine it actually got."""
+    load0, t0, cpu0 = start
+    load1, t1, cpu1 = load_probe()
+    fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
+    return (f"machine load average (1 / 5 / 15 min) at the start {fmt(load0)}, at the end {fmt(load1)}, on "
+            f"{os.cpu_count()} cores; this process used {100 * (cpu1 - cpu0) / max(t1 - t0, 1e-9):.0f}% CPU over "
+            f"the experiment ({100 * os.cpu_count()}% = every core). The wall times below include any contention.")
 
 
 def _fmt(value):

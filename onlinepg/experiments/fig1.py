@@ -6,10 +6,7 @@ likelihood at every step (``tracked/``) and the exact held-out test error (``eva
 """
 import copy
 import math
-import os
 import pathlib
-import resource
-import time
 
 import numpy as np
 
@@ -79,7 +76,6 @@ def _at(steps, values, step):
 def run(ctx):
     p = ctx.params
     curves = {}
-    load_start = _load_probe()
     for seed in ctx.seeds:
         with ctx.stage(f"base: supervised Adagrad, {p['base_steps']} steps × batch {p['base_batch']} "
                        f"(seed {seed})"):
@@ -114,28 +110,11 @@ def run(ctx):
                        wall_seconds=summary["wall_seconds"])
     _notes(ctx)
     _plot(ctx, curves, ctx.seeds[0])
-    ctx.notes.append(_machine_load(load_start))
     measures = [f"test_error_at_{s}" for s in p["report_steps"]] + [
         "off_support_count", "off_support_test_mass", "below_1_over_T_test_mass", "unsolved_count_end",
         "off_support_mean_likelihood_end", "off_support_mean_log10_lik_end", "worst_quarter_mean_likelihood_end"]
     agg = mean_over_seeds(ctx.rows, ["arm"], measures)
     ctx.write(markdown_table(agg, ["arm"] + measures + ["seeds"]))
-
-
-def _load_probe():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return os.getloadavg(), time.perf_counter(), usage.ru_utime + usage.ru_stime
-
-
-def _machine_load(start):
-    """Wall times mean little without the machine's load: other processes share the cores. The process's own
-    CPU use over the run (out of 100% × cores) shows how much of the machine it actually got."""
-    load0, t0, cpu0 = start
-    load1, t1, cpu1 = _load_probe()
-    fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
-    return (f"machine load average (1 / 5 / 15 min) at the start {fmt(load0)}, at the end {fmt(load1)}, on "
-            f"{os.cpu_count()} cores; this process used {100 * (cpu1 - cpu0) / max(t1 - t0, 1e-9):.0f}% CPU over "
-            f"the experiment ({100 * os.cpu_count()}% = every core). The wall times below include any contention.")
 
 
 def _notes(ctx):

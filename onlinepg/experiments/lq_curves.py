@@ -5,9 +5,6 @@ b−1's last checkpoint with a fresh optimiser state, which is how the paper's c
 checkpoint's exact log-likelihoods on a fresh context set go through the ``onlinepg.lq`` estimators.
 """
 import math
-import os
-import resource
-import time
 
 import numpy as np
 
@@ -37,7 +34,6 @@ def _last_checkpoint(folder):
 def run(ctx):
     p = ctx.params
     per_ckpt = {}
-    load_start = _load_probe()
     for seed in ctx.seeds:
         task = _task(ctx, p, seed)
         weights = [(0, None)]                  # (pre-training step, weights file); step 0 is w = 0
@@ -62,7 +58,6 @@ def run(ctx):
                 _record(ctx, p, seed, step, lik)
     summary = _summary(p, per_ckpt)
     _notes(ctx, p, summary)
-    ctx.notes.append(_machine_load(load_start))
     _plot(ctx, p, per_ckpt, ctx.seeds[0])
     cols = ["step", "test_error", "median_likelihood", "log10_Q_0.1", "log10_Q_0.5", "log10_QTL_0.001",
             "log10_QTL_0.1", "log10_QTL_0.5", "log10_max_alpha_tail", "log10_argmax_alpha",
@@ -126,22 +121,6 @@ def _summary(p, per_ckpt):
 
 def _rises(values):
     return all(b >= a for a, b in zip(values, values[1:]))
-
-
-def _load_probe():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return os.getloadavg(), time.perf_counter(), usage.ru_utime + usage.ru_stime
-
-
-def _machine_load(start):
-    """Wall times mean little without the machine's load: other processes share the cores. The process's own
-    CPU use over the run (out of 100% × cores) shows how much of the machine it actually got."""
-    load0, t0, cpu0 = start
-    load1, t1, cpu1 = _load_probe()
-    fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
-    return (f"machine load average (1 / 5 / 15 min) at the start {fmt(load0)}, at the end {fmt(load1)}, on "
-            f"{os.cpu_count()} cores; this process used {100 * (cpu1 - cpu0) / max(t1 - t0, 1e-9):.0f}% CPU over "
-            f"the experiment ({100 * os.cpu_count()}% = every core). The wall times below include any contention.")
 
 
 def _notes(ctx, p, summary):

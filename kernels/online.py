@@ -13,11 +13,11 @@ import math
 import numpy as np
 from numba import njit
 
-from .features import finish_grad, prepare, token_grad, token_logits
+from .features import BIGRAM, finish_grad, prepare, token_grad, token_logits
 from .rng import randint, seed_stream, uniform
 from .sequence import (MIXTURE, POLICY, accumulate_grad, sample_sequence, sequence_loglik)
-from .softmax import logsumexp, sample_categorical
-from .updates import apply_update, clipped_importance_weight
+from .softmax import FAST, inverse_cdf, logsumexp, row_max, sample_categorical, shifted_exp
+from .updates import ADAGRAD, ADAPTIVE, adaptive_lr, apply_update, clipped_importance_weight
 
 # algorithms
 SGD = 0
@@ -70,6 +70,53 @@ def _correct_prefix_len(y, ystar):
 
 
 @njit(cache=True)
+def is_fast_bandit(ip, fp, fm):
+    """N = 1 on-policy outcome-reward PG with one sample and no baseline, IW or Adagrad on a bigram map:
+    the bandit-multiclass round, fused by ``bandit_round``."""
+    return (ip[IP_ALGO] == PG and fm[0] == BIGRAM and fm[2] == 1 and ip[IP_BEHAVIOUR] == POLICY
+            and max(ip[IP_G], 1) == 1 and ip[IP_BASELINE] == NO_BASELINE and fp[FP_ZETA] == 0.0
+            and ip[IP_RULE] != ADAGRAD)
+
+
+@njit(cache=True, fastmath=FAST)
+def bandit_round(fm, w, x, ystar, state, pm1, rule, lr, u, e, coef):
+    """One fused N = 1 round: scores u = xᵀW1 once, the exact log p(y*|x), one on-policy draw (one uniform,
+    as the generic path), the reward, and the update w[W1] += η·x ⊗ coef written in place — no gradient
+    buffer, no second or third pass over xᵀW1. ‖g‖² = ‖x‖²·‖coef‖² since g = x ⊗ coef.
+
+    Returns (log p(y*|x), log p(ŷ|x), ŷ == y*, reward, η, ‖g‖²)."""
+    k = fm[1]
+    d = x.shape[0]
+    prepare(fm, w, x, 0, u)
+    m = row_max(u)
+    s = shifted_exp(u, m, e)
+    lse = m + math.log(s)
+    a = inverse_cdf(e, uniform(state) * s)
+    correct = a == ystar
+    reward = 1.0 if correct else (-1.0 if pm1 else 0.0)
+    if reward == 0.0:
+        return u[ystar] - lse, u[a] - lse, correct, reward, 0.0, 0.0
+    c = -reward / s
+    csq = 0.0
+    for b in range(k):
+        coef[b] = c * e[b]
+    coef[a] += reward
+    for b in range(k):
+        csq += coef[b] * coef[b]
+    xsq = 0.0
+    for t in range(d):
+        xsq += x[t] * x[t]
+    gsq = xsq * csq
+    eta = adaptive_lr(gsq) if rule == ADAPTIVE else lr
+    for t in range(d):
+        step = eta * x[t]
+        base = t * k
+        for b in range(k):
+            w[base + b] += step * coef[b]
+    return u[ystar] - lse, u[a] - lse, correct, reward, eta, gsq
+
+
+@njit(cache=True)
 def run_rounds(ip, fp, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace_every, trace):
     """Play len(X) rounds; return the number of trace rows written.
 
@@ -105,6 +152,7 @@ def run_rounds(ip, fp, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace_
     coef = np.empty(k)
     cu = np.empty(k)
     state = np.empty(4, np.uint64)
+    fast_bandit = is_fast_bandit(ip, fp, fm)
     rows = 0
     for r in range(X.shape[0]):
         t = first + r
@@ -112,170 +160,182 @@ def run_rounds(ip, fp, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace_
         j = J[r]
         ystar = Ystar[r]
         seed_stream(seed, t, state)
-        llstar, _ = sequence_loglik(fm, w, x, j, ystar, tok, u, lg)
-        counters[C_MIST_EXPECTED] += 1.0 - math.exp(llstar)
-        for q in range(D):
-            g[q] = 0.0
-        orm = 0
-        prm = 0
-        tokens = 0
-        reward = 0.0
-        # --- the committed response ŷ_t and its score -------------------------------------------------
-        if algo == PERCEPTRON:
-            prepare(fm, w, x, j, u)
-            token_logits(fm, w, x, j, u, yc, 0, lg)
-            best = 0
-            for a in range(1, k):
-                if lg[a] > lg[best]:
-                    best = a
-            yc[0] = best
-            logpc = lg[best] - logsumexp(lg)
-        else:
-            logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, state, yc, lsec, u, u0, lg, lg0, e)
-            tokens += N
-        correct = _equal(yc, ystar)
-        if not correct:
-            counters[C_MIST_SAMPLED] += 1.0
-        # --- learning ------------------------------------------------------------------------------------
-        if algo == SGD:
-            for i in range(N):
-                adv[i] = 1.0
-            accumulate_grad(fm, w, x, j, ystar, adv, tok, False, 1.0, g, u, lg, coef, cu)
-            reward = 1.0
-        elif algo == PERCEPTRON:
+        if fast_bandit:
+            llstar, logpc, correct, reward, eta, gsq = bandit_round(fm, w, x, ystar[0], state, ip[IP_PM1],
+                                                                   ip[IP_RULE], fp[FP_LR], u, e, coef)
+            counters[C_MIST_EXPECTED] += 1.0 - math.exp(llstar)
             if not correct:
-                for a in range(k):
-                    coef[a] = 0.0
-                    cu[a] = 0.0
-                coef[ystar[0]] = 1.0
-                coef[yc[0]] = -1.0
-                token_grad(fm, x, j, ystar, 0, coef, cu, g)
-                finish_grad(fm, x, j, cu, g)
-            reward = 1.0 if correct else 0.0
-        elif algo == PG:
-            behaviour = ip[IP_BEHAVIOUR]
-            for s in range(G):
-                if s == 0 and behaviour == POLICY:
-                    Ys[0, :] = yc
-                    lses[0, :] = lsec
-                    logps[0] = logpc
-                    logqs[0] = logpc
-                else:
-                    lp, lq = sample_sequence(fm, w, w0, x, j, behaviour, fp[FP_EPS], state, Ys[s], lses[s],
-                                             u, u0, lg, lg0, e)
-                    logps[s] = lp
-                    logqs[s] = lq
-                    tokens += N
-                ok = _equal(Ys[s], ystar)
-                rewards[s] = 1.0 if ok else (-1.0 if ip[IP_PM1] else 0.0)
-                orm += 1
-            mean_r = 0.0
-            for s in range(G):
-                mean_r += rewards[s]
-            mean_r /= G
-            reward = mean_r
-            sd = 0.0
-            if ip[IP_STD] and G > 1:
-                for s in range(G):
-                    sd += (rewards[s] - mean_r) ** 2
-                sd = math.sqrt(sd / (G - 1))
-            for s in range(G):
-                a_s = rewards[s]
-                if ip[IP_BASELINE] == GROUP_MEAN:
-                    a_s -= mean_r
-                elif ip[IP_BASELINE] == LEAVE_ONE_OUT and G > 1:
-                    a_s -= (mean_r * G - rewards[s]) / (G - 1)
-                if ip[IP_STD] and G > 1:
-                    a_s /= sd + 1e-8
-                if fp[FP_ZETA] > 0.0:
-                    a_s *= clipped_importance_weight(logps[s], logqs[s], fp[FP_ZETA])
-                if a_s != 0.0:
-                    for i in range(N):
-                        adv[i] = a_s
-                    accumulate_grad(fm, w, x, j, Ys[s], adv, lses[s], True, 1.0 / G, g, u, lg, coef, cu)
-        elif algo == BEST_OF_M:
-            orm += 1
-            found = correct
-            if found:
-                ytry[:] = yc
-                lsetry[:] = lsec
+                counters[C_MIST_SAMPLED] += 1.0
+            orm = 1
+            prm = 0
+            tokens = 1
+            if gsq > 0.0:
+                counters[C_UPDATES] += 1.0
+        else:
+            llstar, _ = sequence_loglik(fm, w, x, j, ystar, tok, u, lg)
+            counters[C_MIST_EXPECTED] += 1.0 - math.exp(llstar)
+            for q in range(D):
+                g[q] = 0.0
+            orm = 0
+            prm = 0
+            tokens = 0
+            reward = 0.0
+            # --- the committed response ŷ_t and its score -------------------------------------------------
+            if algo == PERCEPTRON:
+                prepare(fm, w, x, j, u)
+                token_logits(fm, w, x, j, u, yc, 0, lg)
+                best = 0
+                for a in range(1, k):
+                    if lg[a] > lg[best]:
+                        best = a
+                yc[0] = best
+                logpc = lg[best] - logsumexp(lg)
             else:
-                for _ in range(ip[IP_M]):
-                    sample_sequence(fm, w, w0, x, j, MIXTURE, 0.0, state, ytry, lsetry, u, u0, lg, lg0, e)
-                    tokens += N
-                    orm += 1
-                    if _equal(ytry, ystar):
-                        found = True
-                        break
-            if found:
-                reward = 1.0
+                logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, state, yc, lsec, u, u0, lg, lg0, e)
+                tokens += N
+            correct = _equal(yc, ystar)
+            if not correct:
+                counters[C_MIST_SAMPLED] += 1.0
+            # --- learning ------------------------------------------------------------------------------------
+            if algo == SGD:
                 for i in range(N):
                     adv[i] = 1.0
-                accumulate_grad(fm, w, x, j, ytry, adv, lsetry, True, 1.0, g, u, lg, coef, cu)
-        else:  # PG_PROCESS
-            variant = ip[IP_VARIANT]
-            neg = -1.0 if ip[IP_PM1] else 0.0
-            if variant == ON_POLICY_PRM:
-                L = _correct_prefix_len(yc, ystar)
-                prm += N
-                for i in range(N):
-                    adv[i] = 1.0 if i < L else neg
-                reward = L / N
-                accumulate_grad(fm, w, x, j, yc, adv, lsec, True, 1.0, g, u, lg, coef, cu)
-            else:
-                prm += 1  # check the whole rollout: one prefix check of length N
-                if correct:
-                    L = N
+                accumulate_grad(fm, w, x, j, ystar, adv, tok, False, 1.0, g, u, lg, coef, cu)
+                reward = 1.0
+            elif algo == PERCEPTRON:
+                if not correct:
+                    for a in range(k):
+                        coef[a] = 0.0
+                        cu[a] = 0.0
+                    coef[ystar[0]] = 1.0
+                    coef[yc[0]] = -1.0
+                    token_grad(fm, x, j, ystar, 0, coef, cu, g)
+                    finish_grad(fm, x, j, cu, g)
+                reward = 1.0 if correct else 0.0
+            elif algo == PG:
+                behaviour = ip[IP_BEHAVIOUR]
+                for s in range(G):
+                    if s == 0 and behaviour == POLICY:
+                        Ys[0, :] = yc
+                        lses[0, :] = lsec
+                        logps[0] = logpc
+                        logqs[0] = logpc
+                    else:
+                        lp, lq = sample_sequence(fm, w, w0, x, j, behaviour, fp[FP_EPS], state, Ys[s], lses[s],
+                                                 u, u0, lg, lg0, e)
+                        logps[s] = lp
+                        logqs[s] = lq
+                        tokens += N
+                    ok = _equal(Ys[s], ystar)
+                    rewards[s] = 1.0 if ok else (-1.0 if ip[IP_PM1] else 0.0)
+                    orm += 1
+                mean_r = 0.0
+                for s in range(G):
+                    mean_r += rewards[s]
+                mean_r /= G
+                reward = mean_r
+                sd = 0.0
+                if ip[IP_STD] and G > 1:
+                    for s in range(G):
+                        sd += (rewards[s] - mean_r) ** 2
+                    sd = math.sqrt(sd / (G - 1))
+                for s in range(G):
+                    a_s = rewards[s]
+                    if ip[IP_BASELINE] == GROUP_MEAN:
+                        a_s -= mean_r
+                    elif ip[IP_BASELINE] == LEAVE_ONE_OUT and G > 1:
+                        a_s -= (mean_r * G - rewards[s]) / (G - 1)
+                    if ip[IP_STD] and G > 1:
+                        a_s /= sd + 1e-8
+                    if fp[FP_ZETA] > 0.0:
+                        a_s *= clipped_importance_weight(logps[s], logqs[s], fp[FP_ZETA])
+                    if a_s != 0.0:
+                        for i in range(N):
+                            adv[i] = a_s
+                        accumulate_grad(fm, w, x, j, Ys[s], adv, lses[s], True, 1.0 / G, g, u, lg, coef, cu)
+            elif algo == BEST_OF_M:
+                orm += 1
+                found = correct
+                if found:
+                    ytry[:] = yc
+                    lsetry[:] = lsec
                 else:
-                    L = 0
-                    if variant == BINARY_SEARCH:
-                        # largest L with ŷ_{≤L} correct, given ŷ_{≤N} is not: search (lo, hi]
-                        lo = 0
-                        hi = N - 1
-                        while lo < hi:
-                            mid = (lo + hi + 1) // 2
-                            prm += 1
-                            if _correct_prefix_len(yc[:mid], ystar[:mid]) == mid:
-                                lo = mid
-                            else:
-                                hi = mid - 1
-                        L = lo
-                    # extend the correct prefix token by token from ½ base + ½ uniform candidates
-                    prepare(fm, w0, x, j, u0)
-                    while L < N:
-                        token_logits(fm, w0, x, j, u0, ystar, L, lg0)
-                        hit = False
-                        for _ in range(ip[IP_MTOK]):
-                            if uniform(state) < 0.5:
-                                a = randint(state, k)
-                            else:
-                                a, _z = sample_categorical(lg0, e, state)
-                            tokens += 1
-                            prm += 1
-                            if a == ystar[L]:
-                                hit = True
-                                break
-                        if not hit:
+                    for _ in range(ip[IP_M]):
+                        sample_sequence(fm, w, w0, x, j, MIXTURE, 0.0, state, ytry, lsetry, u, u0, lg, lg0, e)
+                        tokens += N
+                        orm += 1
+                        if _equal(ytry, ystar):
+                            found = True
                             break
-                        L += 1
-                reward = L / N
-                if L > 0:
+                if found:
+                    reward = 1.0
                     for i in range(N):
-                        adv[i] = 1.0 if i < L else 0.0
-                    accumulate_grad(fm, w, x, j, ystar, adv, tok, False, 1.0, g, u, lg, coef, cu)
-        # --- update --------------------------------------------------------------------------------------
-        eta = 0.0
-        gsq = 0.0
-        for q in range(D):
-            gsq += g[q] * g[q]
-        if gsq > 0.0:
-            if algo == PERCEPTRON:
-                for q in range(D):
-                    w[q] += g[q]
-                eta = 1.0
-            else:
-                eta, gsq = apply_update(ip[IP_RULE], w, g, fp[FP_LR], G2)
-            counters[C_UPDATES] += 1.0
+                        adv[i] = 1.0
+                    accumulate_grad(fm, w, x, j, ytry, adv, lsetry, True, 1.0, g, u, lg, coef, cu)
+            else:  # PG_PROCESS
+                variant = ip[IP_VARIANT]
+                neg = -1.0 if ip[IP_PM1] else 0.0
+                if variant == ON_POLICY_PRM:
+                    L = _correct_prefix_len(yc, ystar)
+                    prm += N
+                    for i in range(N):
+                        adv[i] = 1.0 if i < L else neg
+                    reward = L / N
+                    accumulate_grad(fm, w, x, j, yc, adv, lsec, True, 1.0, g, u, lg, coef, cu)
+                else:
+                    prm += 1  # check the whole rollout: one prefix check of length N
+                    if correct:
+                        L = N
+                    else:
+                        L = 0
+                        if variant == BINARY_SEARCH:
+                            # largest L with ŷ_{≤L} correct, given ŷ_{≤N} is not: search (lo, hi]
+                            lo = 0
+                            hi = N - 1
+                            while lo < hi:
+                                mid = (lo + hi + 1) // 2
+                                prm += 1
+                                if _correct_prefix_len(yc[:mid], ystar[:mid]) == mid:
+                                    lo = mid
+                                else:
+                                    hi = mid - 1
+                            L = lo
+                        # extend the correct prefix token by token from ½ base + ½ uniform candidates
+                        prepare(fm, w0, x, j, u0)
+                        while L < N:
+                            token_logits(fm, w0, x, j, u0, ystar, L, lg0)
+                            hit = False
+                            for _ in range(ip[IP_MTOK]):
+                                if uniform(state) < 0.5:
+                                    a = randint(state, k)
+                                else:
+                                    a, _z = sample_categorical(lg0, e, state)
+                                tokens += 1
+                                prm += 1
+                                if a == ystar[L]:
+                                    hit = True
+                                    break
+                            if not hit:
+                                break
+                            L += 1
+                    reward = L / N
+                    if L > 0:
+                        for i in range(N):
+                            adv[i] = 1.0 if i < L else 0.0
+                        accumulate_grad(fm, w, x, j, ystar, adv, tok, False, 1.0, g, u, lg, coef, cu)
+            # --- update --------------------------------------------------------------------------------------
+            eta = 0.0
+            gsq = 0.0
+            for q in range(D):
+                gsq += g[q] * g[q]
+            if gsq > 0.0:
+                if algo == PERCEPTRON:
+                    for q in range(D):
+                        w[q] += g[q]
+                    eta = 1.0
+                else:
+                    eta, gsq = apply_update(ip[IP_RULE], w, g, fp[FP_LR], G2)
+                counters[C_UPDATES] += 1.0
         counters[C_ROUNDS] += 1.0
         counters[C_ORM] += orm
         counters[C_PRM] += prm

@@ -24,6 +24,7 @@ import numpy as np
 import onlinepg.kernels as K
 
 from . import peers_numpy
+from .report import system_busy_s
 
 LR = 0.1
 TARGETS = {"numpy": 10.0, "torch": 20.0}    # required speed-up of onlinepg over each peer
@@ -170,16 +171,6 @@ def check_gradients(p, torch_mod):
     if not ok:
         raise SystemExit(f"GRADIENTS DISAGREE: {res}")
     return res
-
-
-def system_busy_s():
-    """Seconds of CPU time the whole machine has spent busy since boot (/proc/stat, steal included), or None."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-    except OSError:
-        return None
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")      # minus idle and iowait
 
 
 def machine_info(torch_mod):

@@ -116,7 +116,7 @@ def main(argv=None):
     times = {(m, t): [] for m in measures for t in threads}
     numpy_times = []
     before = numba.get_num_threads()
-    from bench.kernels import system_busy_s
+    from bench.report import system_busy_s
     busy0, own0, wall0 = system_busy_s(), time.process_time(), time.perf_counter()
     for _ in range(args.reps):
         for t in threads:

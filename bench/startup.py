@@ -75,7 +75,7 @@ def probe():
     import onlinepg
     import onlinepg.engine  # noqa: F401 - the import is part of what is timed
     t1 = time.perf_counter()
-    runs, again = [], []
+    runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, cfg) in enumerate(tour_configs()):
             s0 = time.perf_counter()

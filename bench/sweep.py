@@ -12,13 +12,14 @@ Also printed: the load average before and after, and the cores other processes k
 time from /proc/stat minus this process tree's CPU time): figures taken on a loaded machine understate.
 """
 import argparse
-import os
 import pathlib
 import resource
 import statistics
 import sys
 import tempfile
 import time
+
+from .report import system_busy_s
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -42,21 +43,13 @@ class OtherLoad:
     is shut down inside the block). Our own workers raise the load average, so it cannot tell this apart."""
 
     def __enter__(self):
-        self.t0, self.busy0, self.own0 = time.perf_counter(), self._busy(), self._own()
+        self.t0, self.busy0, self.own0 = time.perf_counter(), system_busy_s(), self._own()
         return self
 
     def __exit__(self, *exc):
         wall = time.perf_counter() - self.t0
-        busy = self._busy()
+        busy = system_busy_s()
         self.cores = None if busy is None else max(0.0, (busy - self.busy0) - (self._own() - self.own0)) / wall
-
-    @staticmethod
-    def _busy():
-        try:
-            fields = [int(x) for x in pathlib.Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        except OSError:  # pragma: no cover - not Linux
-            return None
-        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")   # all but idle, iowait
 
     @staticmethod
     def _own():

@@ -165,9 +165,8 @@ class BatchLearner(Learner):
             c[O.C_ORM] += B
             g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
             reward = float(r.mean())
-        gsq = float(g @ g)
-        eta = 0.0
-        if gsq > 0.0:
+        eta = gsq = 0.0
+        if g.any():                 # the update's kernel computes ‖g‖² itself (in a fixed order)
             eta, gsq = pol.update(g, self.rule, self.lr, self.G2)
             c[O.C_UPDATES] += 1
         c[O.C_ROUNDS] += 1

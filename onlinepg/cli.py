@@ -1,11 +1,12 @@
 """onlinepg — simulate post-training of linear autoregressive policies with policy gradients."""
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
 
 from . import commands
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 
 
 def _commands():
@@ -28,6 +29,18 @@ def main(argv=None):
     except ConfigError as exc:
         print(f"onlinepg: error: {exc}", file=sys.stderr)
         return 2
+    except RunError as exc:             # e.g. a full disk: not bad input, but one line saying how to go on
+        print(f"onlinepg: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"onlinepg: error: no space left on the device ({exc.filename or 'writing the output'}); free some "
+              "space and run the command again", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as exc:    # Ctrl-C: commands that can resume say how (errors.Interrupted)
+        print(f"onlinepg: error: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m bench.bandit [--quick]
 
-The stream is the engine's own teacher stream (SPEC §2, N = 1): x ∈ {±1}^20, y* = argmax W1* x with
+The stream is the engine's own teacher stream (docs/theory.md §2, N = 1): x ∈ {±1}^20, y* = argmax W1* x with
 W1* ∈ R^{10×20} ~ N(0, 1), hence linearly separable. It is drawn once and every learner sees the same rows
 in the same order:
 

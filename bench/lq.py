@@ -1,7 +1,7 @@
 """Exact Likelihood Quantile at the paper's Figure-2 shape: ``python -m bench.lq [--quick] [--reps R]``.
 
-Bigram features, N = 100, k = 10, d = 32, Rademacher contexts, 16384 contexts (SPEC §6 lq-curves). The model
-is the paper's first pre-training checkpoint: supervised Adagrad (lr 1.0, batch 256) for 500 steps from w = 0
+Bigram features, N = 100, k = 10, d = 32, Rademacher contexts, 16384 contexts (docs/theory.md §6 lq-curves).
+The model is the paper's first pre-training checkpoint: supervised Adagrad (lr 1.0, batch 256) for 500 steps from w = 0
 (``--steps``). Timed, with 1 and 2 Numba threads (``numba.set_num_threads``), rounds interleaved 1, 2, 1, 2, …
 so drift hits both alike, median over ``--reps`` rounds:
 

@@ -5,7 +5,9 @@ Prints, on this machine:
      per-round trace on (every round) and decimated (every 100th round);
   2. tokens/s of a long-sequence stream (teacher N = 128, d = k = 32, per-round on-policy PG);
   3. the Parquet spill overhead: the same run with traces effectively off (one row) vs decimated every 100;
-  4. peak RSS of a 10^7-round bandit run vs a 10^6-round one (memory stays flat), each in a fresh process.
+  4. peak RSS of a 10^7-round bandit run vs a 10^6-round one (memory stays flat), each in a fresh process;
+  5. the same with one evaluation (eval_every = rounds) and every round traced: the worst case for trace
+     buffering, which traces flushed by size (onlinepg.trace.FLUSH_BYTES) keep flat too.
 Each figure is the median of ``--reps`` runs, alternating the variants (A B A B …) so drift hits them alike.
 """
 import argparse
@@ -36,9 +38,12 @@ def timed_run(cfg):
     return s["rounds"] / s["rounds_per_second"], s     # the streaming loop only (no setup, no compile)
 
 
-def _peak_rss(rounds):
+def _peak_rss(rounds, trace_every=100, eval_every=None):
+    cfg = _cfg(BANDIT, rounds, trace_every)
+    if eval_every:
+        cfg["run"]["eval_every"] = eval_every
     code = ("import json, tempfile, onlinepg\n"
-            f"cfg = json.loads({json.dumps(json.dumps(_cfg(BANDIT, rounds, 100)))})\n"
+            f"cfg = json.loads({json.dumps(json.dumps(cfg))})\n"
             "with tempfile.TemporaryDirectory() as t: onlinepg.run(cfg, t + '/r')\n"
             # VmHWM, not ru_maxrss: Linux carries the parent's peak into a forked child across exec
             "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')))\n")
@@ -74,6 +79,7 @@ def main(argv=None):
     spill = 1 - med["bandit, trace off (1 row)"] / med["bandit, trace every 100th"]
     spill_full = 1 - med["bandit, trace off (1 row)"] / med["bandit, trace every round"]
     rss = {n: _peak_rss(n) for n in n_mem}
+    rss_one_eval = {n: _peak_rss(n, trace_every=1, eval_every=n) for n in n_mem}
     print(f"\n{'measure':<52} {'value':>14}")
     for name, val in rows:
         print(f"{name:<52} {val:>14,.0f}")
@@ -82,12 +88,16 @@ def main(argv=None):
     print(f"{'Parquet spill share of run time, every round':<52} {spill_full:>13.1%}")
     for n, mb in rss.items():
         print(f"{f'peak RSS, {n:.0e}-round bandit run (MiB)':<52} {mb:>14,.0f}")
+    for n, mb in rss_one_eval.items():
+        print(f"{f'peak RSS, {n:.0e} rounds, eval_every=rounds, all traced':<52} {mb:>14,.0f}")
     print(f"(medians of {args.reps} interleaved repetitions of the streaming loop: context generation, kernels, "
           "evaluation and Parquet writes; setup and compile excluded)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"rows": dict(rows), "spill_share_every_100": spill, "spill_share_every_round": spill_full,
-                       "peak_rss_mib": {str(n): v for n, v in rss.items()}, "times": times}, fh, indent=2)
+                       "peak_rss_mib": {str(n): v for n, v in rss.items()},
+                       "peak_rss_mib_one_eval_every_round_traced": {str(n): v for n, v in rss_one_eval.items()},
+                       "times": times}, fh, indent=2)
 
 
 def _cpu():

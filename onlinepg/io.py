@@ -6,6 +6,8 @@ same format plus the optimiser state and counters, so ``load_policy`` reads them
 """
 import os
 import pathlib
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -26,9 +28,14 @@ def save_npz(path, arrays):
     """Write ``arrays`` atomically (temporary file, then rename)."""
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
 
 
 def save_policy(policy, path, **extra):
@@ -44,5 +51,8 @@ def load_policy(path):
             return Policy(spec, z["w"])
     except FileNotFoundError:
         raise ConfigError(f"weights file not found: {path}") from None
-    except (KeyError, ValueError, OSError) as exc:
-        raise ConfigError(f"{path} is not an onlinepg weights file: {exc}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"weights file {path} is a directory; expected a .npz file") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise ConfigError(f"{path} is not an onlinepg weights file ({why})") from None

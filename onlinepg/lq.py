@@ -1,4 +1,4 @@
-"""Likelihood Quantile (SPEC §5): exact likelihoods of the correct responses over a context set, and the
+"""Likelihood Quantile (docs/theory.md §5): exact likelihoods of the correct responses over a context set, and the
 empirical estimators built on them.
 
 Everything is in natural-log space. A sequence likelihood p(y*|x) of 10^−300 and far below is ordinary here
@@ -26,13 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import validate as v
+from .defaults import DEFAULT_CONTEXTS, DEFAULT_EPS
 from .errors import ConfigError
 from .policy import Policy
 from .tasks import Batch, CellsTask
 
 DEFAULT_CHUNK = 8192
-DEFAULT_CONTEXTS = 16384
-DEFAULT_EPS = (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 LQ_STREAM = "lq"
 # ⌈εn⌉ is taken with this relative slack: 0.7 · 10 is 7.000000000000001 in float64 and must give 7, not 8.
 _CEIL_SLACK = 1e-12
@@ -193,7 +192,7 @@ def likelihood_cdf(loglik, log_alpha):
 
 
 def likelihood_quantile(loglik, eps):
-    """Empirical Likelihood Quantile, log Q̂(ε) (SPEC §5).
+    """Empirical Likelihood Quantile, log Q̂(ε) (docs/theory.md §5).
 
     Q(ε) = sup{α : F(α) ≤ ε}: ignore the worst ε-fraction of contexts; Q is the likelihood the rest clear.
     Estimator: with ℓ_(1) ≤ … ≤ ℓ_(n) the sorted exact log-likelihoods, log Q̂(ε) = ℓ_(⌈εn⌉). At most
@@ -296,7 +295,7 @@ class LQReport:
 
 
 def lq_report(source, *, contexts=DEFAULT_CONTEXTS, eps=DEFAULT_EPS, which="final", config=None, out=None,
-              write=True, chunk=DEFAULT_CHUNK):
+              write=True, chunk=DEFAULT_CHUNK, overwrite=False):
     """``onlinepg lq`` as a function: exact Q̂(ε) and Q̂^TL(ε) of a run's weights (or a weights file).
 
     source    a run folder or a weights .npz (``save_policy`` output, ``base.npz`` or a checkpoint)
@@ -305,13 +304,19 @@ def lq_report(source, *, contexts=DEFAULT_CONTEXTS, eps=DEFAULT_EPS, which="fina
     eps       ε grid in (0, 1)
     which     run folders: 'final' (last checkpoint), 'base', a checkpoint round, or a weights path
     config    a run config TOML giving the task; required for a weights file outside a run folder
-    out       Parquet path (default: ``lq.parquet`` in the run folder, or beside the weights file)
+    out       output folder, like every ``--out``: it must be missing or empty (``overwrite``: or a folder an
+              earlier ``lq --out`` wrote), and receives ``lq.parquet``. Default: ``lq.parquet`` is written (and
+              replaced) in the run folder, or beside the weights file
     Returns an ``LQReport``; with ``write`` the table goes to ``out`` with columns eps, Q, Q_TL, log_Q,
     log_Q_TL (float64) and the weights, round, context set and run config in the file metadata.
     """
+    from .outdir import OutDir, check_path, flags
     from .runfolder import open_source
     n = v.integer("contexts", contexts, 1)
     eps = eps_grid(eps)
+    flags(overwrite, False)
+    if out is not None:
+        check_path(out)
     src = open_source(source, which=which, config=config)
     lik = evaluate_task(src.policy, src.task, n, chunk=chunk)
     if isinstance(src.task, CellsTask) and len(lik) == src.task.M:
@@ -325,14 +330,15 @@ def lq_report(source, *, contexts=DEFAULT_CONTEXTS, eps=DEFAULT_EPS, which="fina
         import pathlib
         if out is None:
             folder = pathlib.Path(source) if pathlib.Path(source).is_dir() else pathlib.Path(source).parent
-            out = folder / "lq.parquet"
-        report.path = write_lq_table(report, out)
+            report.path = write_lq_table(report, folder / "lq.parquet")
+        else:
+            with OutDir(out, "lq", overwrite=overwrite) as claim:
+                report.path = write_lq_table(report, claim.replace() / "lq.parquet")
     return report
 
 
 def write_lq_table(report, path):
     """Write ``report.table`` as one Parquet file (temporary name, then rename); returns the path."""
-    import os
     import pathlib
 
     import pyarrow as pa
@@ -349,7 +355,7 @@ def write_lq_table(report, path):
                  "onlinepg.lq.contexts": report.contexts, "onlinepg.lq.n": str(len(report.likelihoods))})
     table = pa.table({k: np.asarray(c, dtype=np.float64) for k, c in report.table.items()})
     table = table.replace_schema_metadata({k.encode(): val.encode() for k, val in meta.items()})
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    from .outdir import write_bytes
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return write_bytes(path, sink.getvalue().to_pybytes())

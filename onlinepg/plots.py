@@ -10,10 +10,11 @@ loglik_hist.png    histogram of log p(y*|x)
 
 The likelihood profiles (the last four) are computed exactly on one fresh context set of the run's task
 (``onlinepg.lq``). Likelihoods spanning many decades (below 10^-12) are drawn by their log10 on an axis
-labelled in powers of ten, so a 10^-400 — zero in float64 — is drawn where it belongs. matplotlib is an optional extra (``onlinepg[plot]``) and is
-imported only here, through its object API (no pyplot, no global backend switch).
+labelled in powers of ten, so a 10^-400 — zero in float64 — is drawn where it belongs. matplotlib (a dependency)
+is imported only here, through its object API (no pyplot, no global backend switch).
 """
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -38,7 +39,7 @@ def _mpl():
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("plotting needs matplotlib, an optional extra: pip install onlinepg[plot]") from None
+        raise ConfigError("plotting needs matplotlib (a dependency of onlinepg that is missing here): pip install matplotlib") from None
     return Figure
 
 
@@ -49,8 +50,13 @@ def new_figure(ncols=1, size=SIZE):
 
 
 def save(fig, path):
-    fig.savefig(path, dpi=DPI)
-    return pathlib.Path(path)
+    """``fig`` as a PNG at ``path``, written atomically."""
+    import io
+
+    from .outdir import write_bytes
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return write_bytes(path, buf.getvalue())
 
 
 class Log10Axis:
@@ -338,19 +344,33 @@ def run_profiles(run, contexts=L.DEFAULT_CONTEXTS, max_models=6):
     return [(lab, L.evaluate_likelihoods(load_policy(p), batch)) for lab, p in models], len(batch.J)
 
 
-def plot_run(run, *, contexts=L.DEFAULT_CONTEXTS, out=None, max_models=6):
+def plot_run(run, *, contexts=L.DEFAULT_CONTEXTS, out=None, max_models=6, overwrite=False):
     """Write every figure of a run folder into ``out`` (default ``run/figures``); returns the paths written.
     A figure whose data the run did not record (e.g. no tracked contexts) is skipped with a note in the
-    returned ``skipped`` list: ``(paths, skipped)``."""
+    returned ``skipped`` list: ``(paths, skipped)``. An explicit ``out`` is claimed like every ``--out``
+    (missing or empty; ``overwrite``: or a figures folder); the default ``run/figures`` is the run's own and
+    its figures are replaced."""
     _mpl()
+    if isinstance(run, bool) or not isinstance(run, (str, os.PathLike)):
+        raise ConfigError(f"RUN_DIR must be a path to a run folder, got {run!r}")
     run = pathlib.Path(run)
     if not is_run(run):
         raise ConfigError(f"RUN_DIR: {run} is not a run folder (expected a folder with config.toml)")
     from . import validate as v
     contexts = v.integer("contexts", contexts, 1)
     max_models = v.integer("max_models", max_models, 1)
-    out = pathlib.Path(out) if out is not None else run / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    from .outdir import OutDir, check_path, flags
+    flags(overwrite, False)
+    run_config(run)                 # an unreadable run config fails before any folder is touched
+    if out is None:
+        (run / "figures").mkdir(exist_ok=True)
+        return _plot_into(run, run / "figures", contexts, max_models)
+    check_path(out)
+    with OutDir(out, "figures", overwrite=overwrite) as claim:
+        return _plot_into(run, claim.replace(), contexts, max_models)
+
+
+def _plot_into(run, out, contexts, max_models):
     cfg = run_config(run)
     written, skipped = [], []
     ev = _columns(read_table(run / "eval"))

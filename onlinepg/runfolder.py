@@ -6,6 +6,7 @@ output, a run's ``base.npz`` or ``checkpoints/ckpt-<round>.npz``). A bare weight
 but not the task (no teacher, no y*), so its task comes from ``--config`` or, when the file sits inside a run
 folder, from that run's ``config.toml``.
 """
+import os
 import pathlib
 import re
 from dataclasses import dataclass
@@ -14,12 +15,12 @@ import numpy as np
 
 from . import config as C
 from .build import build_task
+from .defaults import WHICH_HELP
 from .errors import ConfigError
 from .io import load_policy
 from .policy import Policy
 
 CKPT = re.compile(r"ckpt-(\d+)\.npz$")
-WHICH_HELP = "'final' (the last checkpoint), 'base' (base.npz), a round with a kept checkpoint, or a .npz path"
 
 
 @dataclass
@@ -105,6 +106,8 @@ def _round_of(path):
 def open_source(source, which="final", config=None):
     """A ``Source`` from a run folder (weights chosen by ``which``) or a bare weights file; ``config`` (a
     run config TOML) overrides the run's own config and is required for a weights file outside a run."""
+    if isinstance(source, bool) or not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(f"RUN_DIR_or_WEIGHTS must be a path (a run folder or a weights .npz), got {source!r}")
     path = pathlib.Path(source)
     if not path.exists():
         raise ConfigError(f"RUN_DIR_or_WEIGHTS: {path} does not exist (expected a run folder or a weights .npz)")

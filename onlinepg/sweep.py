@@ -1,7 +1,7 @@
 """Sweeps: a base run config × a grid and/or a list of override sets × seeds; every cell is one engine run
 in its own folder, executed by a local process pool or a Dask cluster (``onlinepg.sweep_backends``).
 
-Sweep file (TOML; every key of ``[sweep]`` is in ``SWEEP_KEYS``, docs/readme_sweep.md has the reference)::
+Sweep file (TOML; every key of ``[sweep]`` is in ``SWEEP_KEYS``, docs/sweeps.md has the reference)::
 
     [sweep]
     base = "../configs/pg.toml"      # run config the cells start from, relative to this file
@@ -27,12 +27,12 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 
 from . import config as C
+from . import outdir
 from .errors import ConfigError
 from .seeds import derive_seed
 from .sweep_folder import COLUMN_TYPES, VOLATILE_COLUMNS, plan, write_runs  # noqa: F401 (re-exported)
@@ -81,7 +81,7 @@ class Sweep:
 
 
 def reference_table():
-    """Markdown table of the [sweep] keys (docs/readme_sweep.md carries it; tests check it is current)."""
+    """Markdown table of the [sweep] keys (docs/sweeps.md carries it; tests check it is current)."""
     rows = ["| key | default | accepted | meaning |", "|---|---|---|---|"]
     for key, spec in SWEEP_KEYS.items():
         rows.append(f"| `sweep.{key}` | `{C._toml_value(spec.default)}` | {spec.accepted()} | {spec.doc} |")
@@ -125,6 +125,13 @@ def load_sweep(sweep):
                grid_keys=list(grid), has_sets=bool(sets), file=None if isinstance(sweep, dict) else str(sweep),
                source=raw)
     _expand(sw, base, fixed, grid, sets or [(None, {})])
+    from . import budget
+    available = budget.available_bytes()
+    for c in sw.cells:                  # a cell too large for memory is refused before any cell runs
+        try:
+            budget.check(c.config, available)
+        except ConfigError as exc:
+            raise ConfigError(f"cell {c.path}: {exc}") from None
     return sw
 
 
@@ -231,7 +238,10 @@ def _expand(sw, base, fixed, grid, sets):
             for rep in range(s["seeds"]):
                 key = _seed_key(sw, label, chosen, rep)
                 user = copy.deepcopy(base)
-                for name, value in {**fixed, **over, **chosen}.items():
+                given = {**fixed, **over, **chosen}
+                if not s["base"] and given.get("algo.name", "pg_batch") != "pg_batch":
+                    user["algo"] = {}   # the default experiment's [algo] is pg_batch's (config.default_experiment)
+                for name, value in given.items():
                     sec, k = name.split(".", 1)
                     user.setdefault(sec, {})[k] = value
                 user.setdefault("run", {}).update(seed=derive_seed(s["seed"], "run.seed", key), progress=False)
@@ -303,6 +313,7 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
     """
     from .sweep_backends import execute, make_backend
     t0 = time.perf_counter()
+    outdir.flags(overwrite, resume)
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
@@ -312,7 +323,13 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
         if resume:
             raise ConfigError("resume needs the sweep folder (--out DIR)")
         out = f"sweeps/{sw.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = pathlib.Path(out).absolute()
+    out = outdir.check_path(out).absolute()
+    with outdir.OutDir(out, "sweep", overwrite=overwrite, resume=resume) as claim:   # one driver per folder
+        return _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume, overwrite, progress)
+
+
+def _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume, overwrite, progress):
+    from .sweep_backends import execute, make_backend
     records, todo = plan(sw, out, resume, overwrite)
     backend = make_backend(backend, scheduler=scheduler, workers=workers, threads=threads)  # checks names
     skipped = len(records)
@@ -335,11 +352,10 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
             write_runs(out, sw, records)
             last_write[0] = time.monotonic()
 
-    # Start the workers before touching the folder: an unreachable scheduler leaves nothing behind.
+    # Start the workers before touching the folder: an unreachable scheduler leaves nothing behind (the claim
+    # removes the folder and lock it created).
     with backend if tasks else contextlib.nullcontext():
-        if not resume and out.exists():
-            shutil.rmtree(out)              # plan() refused a non-empty folder unless overwrite
-        out.mkdir(parents=True, exist_ok=True)
+        claim.replace()                     # empties an old sweep folder when overwriting (OutDir checked it)
         provenance = {"name": sw.name, "file": sw.file, "cwd": os.getcwd(), "sweep": sw.source}
         write_json(out / "sweep.json", json.loads(json.dumps(provenance, default=str)))
         write_runs(out, sw, records)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from . import config as C
 from .errors import ConfigError
+from .outdir import LOCK
 
 SUMMARY_INT = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",
                "kernel_threads", "resumed_from")
@@ -57,7 +58,7 @@ def write_runs(out, sw, records):
 def plan(sw, out, resume, overwrite):
     """Completed cells' records, and (cell, mode) for the rest; raises before anything is written."""
     if not resume:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(p.name != LOCK for p in out.iterdir()):
             if not overwrite:
                 raise ConfigError(f"sweep folder {out} is not empty; pass overwrite=True (--overwrite) to replace "
                                   "it or resume=True (--resume) to continue it")

@@ -1,4 +1,4 @@
-"""onlinepg lq — the exact Likelihood Quantile Q(ε) and token-level Q^TL(ε) of a run's weights (SPEC §5).
+"""onlinepg lq — the exact Likelihood Quantile Q(ε) and token-level Q^TL(ε) of a run's weights (docs/theory.md §5).
 
 Evaluates log p(y*|x) and the min-token log-prob exactly on a fresh context set of the run's task, prints
 the table (ε, Q(ε), Q^TL(ε)) and writes it to lq.parquet. Likelihoods below float64's range are printed
@@ -8,8 +8,7 @@ HELP = "likelihood quantile Q(eps) and token-level Q_TL(eps) of a run's (or a we
 
 
 def add_arguments(p):
-    from ..lq import DEFAULT_CONTEXTS, DEFAULT_EPS
-    from ..runfolder import WHICH_HELP
+    from ..defaults import DEFAULT_CONTEXTS, DEFAULT_EPS, WHICH_HELP
     p.add_argument("source", metavar="RUN_DIR_or_WEIGHTS",
                    help="a run folder, or a weights .npz (save_policy output, base.npz or a checkpoint)")
     p.add_argument("--contexts", type=int, default=DEFAULT_CONTEXTS, metavar="N",
@@ -20,13 +19,16 @@ def add_arguments(p):
     p.add_argument("--which", default="final", help=f"run folders: {WHICH_HELP} (default final)")
     p.add_argument("--config", help="run config TOML giving the task (needed for a weights file that is not "
                                     "inside a run folder)")
-    p.add_argument("--out", help="Parquet output (default: lq.parquet in the run folder / beside the weights)")
+    p.add_argument("--out", metavar="DIR", help="output folder for lq.parquet, missing or empty (default: lq.parquet "
+                                                "in the run folder / beside the weights, replaced)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if an earlier `lq --out` wrote it")
+    p.add_argument("--no-progress", action="store_true", help="accepted for symmetry: lq shows no progress bar")
 
 
 def main(args):
     from ..lq import lq_report
     report = lq_report(args.source, contexts=args.contexts, eps=args.eps, which=args.which,
-                       config=args.config, out=args.out)
+                       config=args.config, out=args.out, overwrite=args.overwrite)
     print(report.text())
     print(f"\nwrote {report.path}")
     return 0

@@ -1,8 +1,18 @@
-"""onlinepg run — play one experiment through the streaming engine."""
+"""onlinepg run — play one experiment through the streaming engine.
+
+Without CONFIG it plays the default experiment (data/configs/default.toml: pg_batch on the bigram teacher). Its
+[algo] section belongs to pg_batch: `--set algo.name=NAME` for another algorithm starts that algorithm from the
+schema defaults (add `--set algo.KEY=VALUE` for anything else) and keeps the default task, base and run.
+
+--out DIR must be missing or empty; --overwrite replaces DIR only if it is a run folder, and only once the new
+run has been validated and has started; --resume continues DIR from its last checkpoint (not with
+--overwrite). One process writes a run folder at a time. Exit status: 0 done, 2 bad input (one line naming
+the field), 1 the run could not go on (e.g. disk full), 130 interrupted (resume with --resume).
+"""
 import json
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Interrupted
 
 HELP = "run an experiment (the default one when no CONFIG is given)"
 SUMMARY_KEYS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",
@@ -15,23 +25,32 @@ def add_arguments(p):
     p.add_argument("--out", help="output folder (default: runs/<name>-<timestamp>)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a run (never another "
+                                                            "folder), once the new run has started")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args):
-    from .. import config as C
     from ..engine import run
 
-    config = args.config if args.config else (None if args.resume else C.DEFAULT_EXPERIMENT)
+    config = args.config or None        # None: the default experiment (or, with --resume, the saved config)
     out = args.out
     if out is None:
         if args.resume:
             raise ConfigError("--resume needs --out DIR (the run to continue)")
         name = "default" if not args.config else args.config.rsplit("/", 1)[-1].removesuffix(".toml")
         out = f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = run(config, out, overwrite=args.overwrite, resume=args.resume, sets=args.set,
-                  progress=False if args.no_progress else None)
+    try:
+        summary = run(config, out, overwrite=args.overwrite, resume=args.resume, sets=args.set,
+                      progress=False if args.no_progress else None)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:           # before the first round: say whether anything is there to resume
+        from pathlib import Path
+        if (Path(out) / "config.toml").is_file():
+            raise Interrupted(f"interrupted before the first round; continue with: onlinepg run --resume --out "
+                              f"{out}") from None
+        raise Interrupted("interrupted before the run started; nothing was written") from None
     print(f"run folder: {out}")
     print(json.dumps({k: summary[k] for k in SUMMARY_KEYS}, indent=2))
     return 0

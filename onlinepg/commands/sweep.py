@@ -3,6 +3,9 @@
 Each cell is one `onlinepg run` in DIR/runs/[set=<label>/]<param>=<value>/.../seed=<s>/, and DIR/runs.parquet
 has one row per run. Exit status: 0 when every cell completed, 1 when some failed (listed), 2 for a bad
 sweep file or option, 130 when interrupted (--resume continues).
+
+--out DIR must be missing or empty; --overwrite replaces DIR only if it is a sweep folder; --resume continues
+it (not with --overwrite). One driver writes a sweep folder at a time (DIR/.onlinepg.lock).
 """
 import sys
 
@@ -20,7 +23,8 @@ def add_arguments(p):
                    help="worker processes (default: one per core); with --scheduler: wait for N workers")
     p.add_argument("--threads", type=int, default=1, metavar="T", help="Numba threads per worker (default 1)")
     p.add_argument("--resume", action="store_true", help="skip completed cells, rerun failed and missing ones")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a sweep (never another "
+                                                            "folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -1,6 +1,6 @@
 """Plain NumPy / pure-Python references for the kernels (no numba anywhere in this file).
 
-The references are written from the mathematical contract (SPEC §1, §3, §4) and the documented layouts,
+The references are written from the mathematical contract (docs/theory.md §1, §3, §4) and the documented layouts,
 not from the kernels' code: φ(x, y_<i, a) is built *explicitly* as a dense D-vector, logits are ⟨w, φ⟩,
 gradients are Σ_i A_i (φ(y_i) − Σ_a p_a φ(a)), and behaviour distributions are enumerated exactly.
 """
@@ -120,7 +120,7 @@ def logsumexp(logits):
 
 @dataclass
 class Model:
-    """A feature map in the SPEC's terms. kind: 'bigram' or 'cells'."""
+    """A feature map in the terms of docs/theory.md §1. kind: 'bigram' or 'cells'."""
 
     kind: str
     k: int

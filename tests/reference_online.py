@@ -1,7 +1,7 @@
-"""Plain NumPy / Python references of the per-round online algorithms (SPEC §3–§4) and of the paper-mode
-batched policy gradient (SPEC §4.5).
+"""Plain NumPy / Python references of the per-round online algorithms (docs/theory.md §3–§4) and of the paper-mode
+batched policy gradient (docs/theory.md §4.5).
 
-Written from the SPEC, with dense features φ built explicitly (``reference.Model``), logits ⟨w, φ⟩ and score
+Written from docs/theory.md, with dense features φ built explicitly (``reference.Model``), logits ⟨w, φ⟩ and score
 gradients Σ_i A_i (φ(y_i) − Σ_a p_a φ(a)). The only thing shared with the kernels is the random stream: the
 references call the kernels' RNG primitives (``seed_stream``, ``uniform``, ``randint``) in the order the
 kernels document, so that the sampled responses — and hence everything else — can be compared exactly.
@@ -276,14 +276,15 @@ def online_rounds(model, params, w, w0, G2, X, J, Ystar, first, seed, counters, 
 
 
 def batch_advantages(r, baseline, G, std_scale):
-    """SPEC §4.5 advantages of rewards r (B,) or (B, N). batch_mean: mean over the whole batch (per position
-    for process rewards); group_mean / loo: over the G consecutive samples of each context; std_scale
-    divides by the same group's sample std (ddof 1) + 1e-8."""
+    """docs/theory.md §4.5 advantages of rewards r (B,) or (B, N). batch_mean: mean over the whole batch (per
+    position for process rewards); group_mean / loo: over the G consecutive samples of each context — loo with G = 1
+    (one sample per context) leaves one out of the whole batch; std_scale divides by the same group's sample
+    std (ddof 1) + 1e-8."""
     r = np.asarray(r, dtype=float)
     if baseline == "none":
         return r.copy()
     B = r.shape[0]
-    size = B if baseline == "batch_mean" else G
+    size = B if baseline == "batch_mean" or (baseline == "loo" and G == 1) else G
     out = np.empty_like(r)
     for start in range(0, B, size):
         grp = r[start:start + size]

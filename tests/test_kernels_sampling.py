@@ -44,8 +44,9 @@ def test_sample_sequence_distribution_and_scores(make_case, scratch, seeded_stat
                                              y, lse, *s)
         idx[t] = response_index(y[None, :], case.k)[0]
         lses[t] = lse
+    assert idx.min() >= 0 and idx.max() < len(Yall), "a response outside the vocabulary"
     counts = np.bincount(idx, minlength=len(Yall))
-    assert counts.shape == (len(Yall),)
+    assert counts.sum() == n and np.all(counts[probs > 0.01] > 0)
     p = chisquare_pvalue(counts, probs)
     assert p > 1e-3, f"{name}: counts {counts.tolist()} vs expected {(n * probs).round(1).tolist()} (p={p:.2e})"
     np.testing.assert_allclose(logp, ref_logp[idx], rtol=1e-12, atol=1e-12)

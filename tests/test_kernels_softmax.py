@@ -85,8 +85,9 @@ def test_sample_categorical_goodness_of_fit(seeded_state, k):
         draws[t] = a
         if t < 5:
             assert z == pytest.approx(want_z, rel=1e-14, abs=1e-13)
+    assert draws.min() >= 0 and draws.max() < k, "a token outside [0, k)"
     counts = np.bincount(draws, minlength=k)
-    assert counts.shape == (k,)
+    assert counts.sum() == n and np.all(counts[probs > 0.01] > 0)
     assert chisquare_pvalue(counts, probs) > 1e-3
 
 

@@ -1,5 +1,5 @@
-"""Likelihood Quantile (SPEC §5): exact log-space evaluation against a NumPy reference (including sequence
-likelihoods far below float64's range), the estimators against their definitions, the uniform policy's and
+"""Likelihood Quantile (docs/theory.md §5): exact log-space evaluation against a NumPy reference (including
+sequence likelihoods far below float64's range), the estimators against their definitions, the uniform policy's and
 the staircase base's known values, and `onlinepg lq` on a real run folder and on saved weights."""
 import math
 from fractions import Fraction
@@ -13,7 +13,7 @@ import onlinepg as op
 from onlinepg import lq as L
 from onlinepg.cli import main as cli
 
-# -- a plain NumPy reference, vectorised over contexts (written from SPEC §1, not from the kernels) -------
+# -- a plain NumPy reference, vectorised over contexts (written from docs/theory.md §1, not from the kernels) ---
 
 
 def ref_token_logp(features, w, X, J, Y):
@@ -268,7 +268,8 @@ def test_cli_which_and_weights_files(run_dir, tmp_path, capsys):
     (["{run}", "--which", "7"], "no checkpoint of round 7"),
     (["{run}/base.npz", "--which", "base"], "--which selects weights inside a run folder"),
     (["{run}", "--config", "{run}/nope.toml"], "--config"),
-    (["{run}", "--out", "{run}/no/such/dir/lq.parquet"], "does not exist"),
+    (["{run}", "--out", "{run}/base.npz"], "is a file, not a folder"),      # --out is a folder, like elsewhere
+    (["{run}", "--out", "{run}"], "is not empty"),
 ])
 def test_cli_errors_are_one_clear_line(run_dir, capsys, argv, message):
     code, out, err = lq_cli(capsys, *[a.format(run=run_dir) for a in argv])

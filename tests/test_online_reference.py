@@ -1,5 +1,5 @@
 """The per-round online algorithms (kernels.online.run_rounds, RoundLearner) and the paper-mode batched
-learner (BatchLearner) against the plain NumPy references of ``reference_online`` (SPEC §3–§4).
+learner (BatchLearner) against the plain NumPy references of ``reference_online`` (docs/theory.md §3–§4).
 
 Every case plays a few dozen rounds on a small instance (bigram d = 3, k = 3, N = 1..3; cells k = 3, M = 4,
 N = 2..3) and compares the final weights, the Adagrad state, the counters and every trace row. The references
@@ -189,7 +189,7 @@ def test_pg_behaviours(shape, behaviour, reward):
                          ids=["none", "group_mean", "group_mean-std", "loo", "loo-std"])
 @pytest.mark.parametrize("reward", ["01", "pm1"])
 def test_pg_group_baselines(shape, baseline, reward, std_scale):
-    # (std_scale without a baseline is left out: the SPEC does not define it, and the online kernel divides
+    # (std_scale without a baseline is left out: docs/theory.md does not define it, and the online kernel divides
     # raw rewards by the group std while BatchLearner ignores std_scale when baseline = 'none')
     pb = problem(shape, seed=3)
     counters, _ = check(pb, dict(algo="pg", behaviour="policy", reward=reward, baseline=baseline,
@@ -399,7 +399,7 @@ def test_round_learner(name):
     assert counters[O.C_UPDATES] > 0
 
 
-# ---------------------------------------------------------------------------- BatchLearner (SPEC §4.5)
+# ---------------------------------------------------------------------------- BatchLearner (docs/theory.md §4.5)
 
 
 BATCH_CASES = {
@@ -410,6 +410,8 @@ BATCH_CASES = {
     "outcome-group_mean-std": dict(reward_type="outcome", reward="01", baseline="group_mean", batch=9,
                                    group_size=3, std_scale=True),
     "outcome-loo-pm1": dict(reward_type="outcome", reward="pm1", baseline="loo", batch=9, group_size=3),
+    "outcome-loo-batch-01": dict(reward_type="outcome", reward="01", baseline="loo", batch=8),   # G = 1
+    "process-loo-batch-pm1-std": dict(reward_type="process", reward="pm1", baseline="loo", batch=6, std_scale=True),
     "process-none-pm1": dict(reward_type="process", reward="pm1", baseline="none", batch=8),
     "process-none-01": dict(reward_type="process", reward="01", baseline="none", batch=8),
     "process-batch_mean-01": dict(reward_type="process", reward="01", baseline="batch_mean", batch=8),

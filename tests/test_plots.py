@@ -10,6 +10,7 @@ from onlinepg import config as C
 from onlinepg import lq as L
 from onlinepg import plots as P
 from onlinepg.cli import main as cli
+from figure_check import assert_figure
 
 pytest.importorskip("matplotlib")
 
@@ -29,8 +30,11 @@ def run_dir(tmp_path_factory):
 
 
 def assert_png(path):
-    data = path.read_bytes()
-    assert data[:8] == PNG and len(data) > 5000, path
+    assert path.read_bytes()[:8] == PNG, path
+    img = assert_figure(path)
+    # plots.py draws at a fixed DPI on one of its figure sizes (no tight bounding box): the exact pixel size
+    sizes = {(round(w * P.DPI), round(h * P.DPI)) for w, h in (P.SIZE, (10.0, 4.0), (7.0, 4.4))}
+    assert (img.shape[1], img.shape[0]) in sizes, (path, img.shape)
 
 
 def test_every_figure_kind_is_written(run_dir, capsys):
@@ -77,10 +81,10 @@ def test_likelihoods_below_float64_are_drawn_in_place(tmp_path):
 def test_missing_matplotlib_is_one_clear_error(run_dir, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # makes `import matplotlib` raise ImportError
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(op.ConfigError, match=r"pip install onlinepg\[plot\]"):
+    with pytest.raises(op.ConfigError, match="pip install matplotlib"):
         P.plot_run(run_dir)
     assert cli(["plot", str(run_dir)]) == 2
-    assert "pip install onlinepg[plot]" in capsys.readouterr().err
+    assert "pip install matplotlib" in capsys.readouterr().err
 
 
 def test_bad_run_folder(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """onlinepg.kernels — Numba nopython kernels of the linear autoregressive softmax policy.
 
 Pure functions over arrays and explicit RNG state; they import numpy and numba only. Every function is
-``@njit(cache=True)`` and can be called from a user's own jitted loop (see README, "Embedding").
+``@njit(cache=True)`` and can be called from a user's own jitted loop (see docs/embedding.md).
 """
 from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
                     margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)

@@ -1,4 +1,4 @@
-"""Per-round online algorithms (SPEC §4): one jitted loop over a chunk of rounds.
+"""Per-round online algorithms (docs/theory.md §4): one jitted loop over a chunk of rounds.
 
 ``run_rounds`` plays rounds ``first … first+R−1`` of a stream. Round t draws all its randomness from RNG
 stream t of ``seed``, so a run cut into chunks of any size, or resumed at any chunk boundary, replays the
@@ -22,8 +22,8 @@ from .updates import ADAGRAD, ADAPTIVE, adaptive_lr, apply_update, clipped_impor
 # algorithms
 SGD = 0
 PG = 1
-BEST_OF_M = 2
-PG_PROCESS = 3
+BEST_OF_M = 2      # Algorithm 1; its details are a reconstruction (docs/theory.md §4.3)
+PG_PROCESS = 3     # Algorithm 2 and variants; details are a reconstruction (docs/theory.md §4.4)
 PERCEPTRON = 4
 
 # process-reward variants

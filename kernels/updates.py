@@ -1,6 +1,6 @@
 """Learning-rate rules and the weight update (gradient *ascent* on Σ A log p).
 
-Rules: ADAPTIVE η = 1/(4 + 2‖g‖²) (SPEC §4: removes the factor N a constant rate pays), CONSTANT η = lr,
+Rules: ADAPTIVE η = 1/(4 + 2‖g‖²) (docs/theory.md §4: removes the factor N a constant rate pays), CONSTANT η = lr,
 ADAGRAD per-coordinate ``G2 += g²; w += lr·g/(√G2 + 1e-10)`` (PyTorch's Adagrad with zero initial
 accumulator, as in the paper's experiments).
 """

@@ -89,7 +89,7 @@ class RoundLearner(Learner):
 
 
 class BatchLearner(Learner):
-    """pg_batch (SPEC §4.5, the paper's mode) and batched sgd: a step = B contexts, one update with the
+    """pg_batch (docs/theory.md §4.5, the paper's mode) and batched sgd: a step = B contexts, one update with the
     loss averaged over batch × N."""
 
     def __init__(self, cfg, stream, policy, base):

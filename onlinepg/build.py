@@ -18,7 +18,7 @@ def build_task(cfg):
 
 
 class ContextStream:
-    """Contexts by index: ``batch(first, n)`` gives contexts first … first+n−1 of the run's stream —
+    """Contexts by index: ``batch(first, n)`` gives contexts offset+first … offset+first+n−1 of the run's stream —
     i.i.d. from the task, or a finite pool visited in order ('cycle') or reshuffled every epoch ('shuffle')."""
 
     def __init__(self, task, cfg):
@@ -26,6 +26,7 @@ class ContextStream:
         self.task = task
         self.kind = t["stream"]
         self.seed = t["seed"]
+        self.offset = t["offset"]
         if self.kind != "iid":
             if isinstance(task, CellsTask):
                 size = t["pool"] or task.M
@@ -36,6 +37,7 @@ class ContextStream:
             self.size = len(self.pool.J)
 
     def batch(self, first, n):
+        first += self.offset
         if self.kind == "iid":
             return self.task.draw(first, n, stream="contexts")
         idx = np.arange(first, first + n, dtype=np.int64)
@@ -64,7 +66,9 @@ def tracked_batch(task, test, cfg):
     if mode == "none":
         return None
     n = min(cfg["run"]["tracked_count"], len(test.J))
-    return Batch(test.X[:n], np.arange(n, dtype=np.int64), test.Ystar[:n])
+    # keep the contexts' own ids: a cells context *is* its id (the features read J), so renumbering them
+    # 0..n−1 scored each y* on another context's cells
+    return Batch(test.X[:n], test.J[:n].copy(), test.Ystar[:n])
 
 
 def pretrain(task, cfg, policy):
@@ -88,7 +92,10 @@ def build_base(task, cfg):
     if kind == "pretrain":
         return pretrain(task, cfg, Policy(task.features))
     if kind == "load":
-        pol = load_policy(b["path"])
+        try:
+            pol = load_policy(b["path"])
+        except ConfigError as exc:
+            raise ConfigError(f"base.path: {exc}") from None
         if pol.features != task.features:
             raise ConfigError(f"base.path {b['path']} holds weights for {pol.features}, but the task needs "
                               f"{task.features}")

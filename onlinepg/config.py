@@ -6,6 +6,7 @@ unknown section or key, or a bad value, raises one ``ConfigError`` naming ``sect
 values, before anything is written anywhere.
 """
 import math
+import numbers
 import sys
 from dataclasses import dataclass
 
@@ -29,9 +30,11 @@ class Key:
     open_hi: bool = False
 
     def check(self, name, value):
+        value = _plain(value)
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if self.kind is list:
+            value = [_plain(x) for x in value] if isinstance(value, (list, tuple)) else value
             if not isinstance(value, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                       and math.isfinite(x) for x in value):
                 raise ConfigError(f"{name} must be a list of finite numbers, got {value!r}")
@@ -66,6 +69,20 @@ class Key:
         return f"{word} in {left}, {right}"
 
 
+def _plain(value):
+    """NumPy scalars (np.int64(3), np.float32(0.5), np.bool_) as the Python scalars they stand for."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if type(value).__module__ == "numpy":
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value)
+        if getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and getattr(value, "ndim", 1) == 0:
+            return bool(value)
+    return value
+
+
 ALGOS = ("sgd", "pg", "best_of_m", "pg_process", "pg_batch", "perceptron")
 BEHAVIOURS = ("policy", "uniform", "base", "mixture", "eps_mixture")
 
@@ -89,6 +106,9 @@ SCHEMA = {
                       "(reshuffled every epoch)", choices=("iid", "cycle", "shuffle")),
         "pool": Key(0, int, "finite pool size for cycle/shuffle (0: all M cells contexts; teacher needs ≥ 1)",
                     lo=0),
+        "offset": Key(0, int, "index of the stream's first context: round t (batched: step t) reads the contexts "
+                      "from t·(contexts per round) + offset on, so a chain of runs can continue one stream", lo=0,
+                      hi=2**62),
         "test_contexts": Key(2048, int, "held-out contexts for the exact test error", lo=1),
     },
     "base": {
@@ -111,14 +131,16 @@ SCHEMA = {
                     open_lo=True, open_hi=True),
     },
     "algo": {
-        "name": Key("pg_batch", str, "the algorithm (SPEC §4)", choices=ALGOS),
+        "name": Key("pg_batch", str, "the algorithm (docs/theory.md §4)", choices=ALGOS),
         "lr_rule": Key("adaptive", str, "'adaptive' (η = 1/(4+2‖g‖²)), 'constant' or 'adagrad'",
                        choices=("adaptive", "constant", "adagrad")),
         "lr": Key(0.1, float, "constant / Adagrad learning rate", lo=0.0, open_lo=True),
         "behaviour": Key("policy", str, "pg: behaviour policy q", choices=BEHAVIOURS),
         "eps": Key(0.1, float, "eps_mixture: token mixing weight ε", lo=0.0, hi=1.0),
         "reward": Key("01", str, "'01' (0/1) or 'pm1' (±1, the paper code's variant)", choices=("01", "pm1")),
-        "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out)",
+        "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out: the mean "
+                        "reward of the other samples of the group; pg_batch with group_size = 1: of the other "
+                        "samples of the whole batch)",
                         choices=("none", "batch_mean", "group_mean", "loo")),
         "group_size": Key(1, int, "samples per context G (group baselines)", lo=1),
         "std_scale": Key(False, bool, "divide group advantages by the group's reward std (GRPO-style)"),
@@ -138,6 +160,8 @@ SCHEMA = {
         "eval_every": Key(100, int, "rounds between exact test-error evaluations", lo=1),
         "target_error": Key(0.0, float, "stop at the first evaluation whose exact test error is <= this "
                             "(0: run all rounds)", lo=0.0, hi=1.0, open_hi=True),
+        "max_queries": Key(0, int, "stop at the first evaluation at which the reward queries (ORM + PRM) have "
+                           "reached this (0: no limit)", lo=0),
         "trace_every": Key(1, int, "write every n-th round to rounds/ (decimation)", lo=1),
         "chunk": Key(65536, int, "rounds per kernel call (any value gives the same trace)", lo=1),
         "checkpoint_every": Key(0, int, "rounds between checkpoints and Parquet flushes (0: every "
@@ -208,6 +232,15 @@ def _cross_checks(c):
             a["name"] == "pg_batch" and a["baseline"] == "loo"):
         raise ConfigError(f"algo.group_size must be >= 2 for the {a['baseline']} baseline (one sample per group "
                           "has zero advantage, so nothing would ever be learned)")
+    if a["name"] == "pg_batch" and a["baseline"] in ("none", "batch_mean") and a["group_size"] != 1:
+        raise ConfigError(f"algo.group_size must be 1 for pg_batch with baseline {a['baseline']!r} (got "
+                          f"{a['group_size']}): only the group_mean and loo baselines form groups; set "
+                          "algo.baseline = 'group_mean' or 'loo', or drop algo.group_size")
+    if t["kind"] == "cells" and t["stream"] != "iid" and t["pool"] > 0:
+        m = t["M"] or max(1, int(round(1.0 / (t["N"] * t["gamma"] ** 2))))
+        if t["pool"] > m:
+            raise ConfigError(f"task.pool must be an integer in [0, {m}] for this cells task (task.M = {m}; 0 "
+                              f"means all M contexts), got {t['pool']}: a larger pool would repeat contexts")
     if a["std_scale"] and a["baseline"] == "none":
         raise ConfigError("algo.std_scale needs a baseline (algo.baseline = batch_mean, group_mean or loo)")
     if r["tracked"] == "centres" and not (t["kind"] == "teacher" and t["contexts"] == "mixture"):
@@ -215,19 +248,43 @@ def _cross_checks(c):
 
 
 def load(path):
+    """The TOML file at ``path`` as a dict; every way it can be unreadable is one ``ConfigError``."""
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            data = fh.read()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; expected a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def apply_overrides(user, sets):
     """``section.key=value`` strings (value parsed as TOML, bare words as strings) into ``user``."""
+    if not isinstance(user, dict):
+        raise ConfigError(f"config must be a table of sections (task, base, algo, run), got {type(user).__name__}")
+    for sec, vals in user.items():
+        if not isinstance(vals, dict):
+            accepted = f"a table of keys ([{sec}] with key = value lines)"
+            if sec not in SCHEMA:
+                raise ConfigError(f"unknown config entry {sec!r} at the top level; accepted: the sections "
+                                  f"{', '.join(SCHEMA)}, each {accepted}")
+            raise ConfigError(f"[{sec}] must be {accepted}, got {vals!r}")
     user = {sec: dict(vals) for sec, vals in user.items()}
+    if sets is not None and (isinstance(sets, str) or not isinstance(sets, (list, tuple))):
+        raise ConfigError(f"sets must be a list of 'section.key=value' strings, got {sets!r}")
     for item in sets or ():
+        if not isinstance(item, str):
+            raise ConfigError(f"sets must be a list of 'section.key=value' strings, got the item {item!r}")
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set expects section.key=value, got {item!r}")
         name, raw = item.split("=", 1)
@@ -264,12 +321,29 @@ def _toml_value(value):
 
 
 def reference_table():
-    """Markdown table of every key (README's config reference is generated from this)."""
+    """Markdown table of every key (docs/config.md's reference table is generated from this)."""
     rows = ["| key | default | accepted | meaning |", "|---|---|---|---|"]
     for sec, keys in SCHEMA.items():
         for key, spec in keys.items():
             rows.append(f"| `{sec}.{key}` | `{_toml_value(spec.default)}` | {spec.accepted()} | {spec.doc} |")
     return "\n".join(rows)
+
+
+def default_experiment(sets=()):
+    """The default experiment (``DEFAULT_EXPERIMENT``) as a user config for the overrides ``sets``.
+
+    Its [algo] section belongs to pg_batch: when ``sets`` switch ``algo.name`` to another algorithm, that
+    section is dropped, so the new algorithm starts from the schema's defaults (plus any ``algo.*`` in
+    ``sets``) while the task, base and run settings stay — ``--set algo.name=pg`` gives on-policy PG on the
+    default task."""
+    user = {sec: dict(vals) for sec, vals in DEFAULT_EXPERIMENT.items()}
+    name = None
+    for item in sets or ():
+        if isinstance(item, str) and "=" in item and item.split("=", 1)[0].strip() == "algo.name":
+            name = item.split("=", 1)[1].strip().strip("'\"")
+    if name is not None and name != user["algo"]["name"]:
+        user["algo"] = {}
+    return user
 
 
 # The default experiment (`onlinepg run` with no CONFIG); data/configs/default.toml is the same config.

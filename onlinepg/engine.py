@@ -8,18 +8,26 @@ Output folder (the contract other tools read):
     eval/          exact test error, its running average, mean log-likelihood of y*, counters
     tracked/       exact log-likelihoods of the tracked contexts at every evaluation
     checkpoints/   ckpt-<round>.npz: weights (load_policy reads them), optimiser state, counters
+    .onlinepg.lock the lock held while a process writes the folder (see onlinepg.outdir)
+
+Reliability: the config (and base.path) is validated and the task and base built before an old run is
+replaced; one process writes a folder at a time; traces are flushed by size as well as at every checkpoint, so
+memory is bounded for any schedule; every file is written atomically.
 """
+import errno
 import math
-import pathlib
-import shutil
+import os
 import sys
 import time
+import zipfile
+import zlib
 
 import numpy as np
 
+from . import budget, outdir
 from . import config as C
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
-from .errors import ConfigError
+from .errors import ConfigError, Interrupted, RunError
 from .io import policy_arrays, save_npz
 from .learners import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA, is_batched, make_learner
 from .policy import Policy
@@ -34,29 +42,56 @@ TIMING_KEYS = ("wall_seconds", "compile_seconds", "base_seconds", "rounds_per_se
 
 
 def checkpoint_interval(cfg):
-    """Rounds between checkpoints/flushes: a multiple of eval_every, about 10^5 sampled tokens apart."""
+    """Rounds between checkpoints: run.checkpoint_every exactly when set, else a multiple of eval_every about
+    10^5 sampled tokens apart."""
     r = cfg["run"]
     if r["checkpoint_every"]:
-        every = r["checkpoint_every"]
+        return r["checkpoint_every"]
+    per_round = (cfg["algo"]["batch"] if is_batched(cfg) else 1) * cfg["task"]["N"]
+    return r["eval_every"] * max(1, math.ceil(1e5 / (r["eval_every"] * per_round)))
+
+
+def _strip_progress(cfg):
+    return {s: {k: v for k, v in cfg[s].items() if k != "progress"} for s in cfg}
+
+
+def _saved_config(out):
+    """The resolved config a run folder was started with; refuses a missing, unreadable or incomplete one."""
+    path = out / "config.toml"
+    if not path.is_file():
+        raise ConfigError(f"--resume: {out} holds no run (config.toml missing)")
+    try:
+        user = C.load(path)
+    except ConfigError as exc:
+        raise ConfigError(f"--resume: {exc}; the run cannot be resumed (start it again with --overwrite)") from None
+    missing = [sec for sec in C.SCHEMA if sec not in user]
+    if missing:
+        raise ConfigError(f"--resume: {path} is incomplete (no [{missing[0]}] section; a run writes all of "
+                          f"{', '.join(C.SCHEMA)}), so the run cannot be resumed; start it again with --overwrite")
+    return user
+
+
+def _resolve(config, out, resume, sets, progress):
+    """The resolved config of this call (see ``run``), checked against the saved one when resuming."""
+    saved = _saved_config(out) if resume else None
+    if config is None:
+        user = saved if resume else C.default_experiment(sets)
+    elif isinstance(config, (str, os.PathLike)) and not isinstance(config, bool):
+        user = C.load(config)
+    elif isinstance(config, dict):
+        user = config
     else:
-        per_round = (cfg["algo"]["batch"] if is_batched(cfg) else 1) * cfg["task"]["N"]
-        every = r["eval_every"] * max(1, math.ceil(1e5 / (r["eval_every"] * per_round)))
-    return r["eval_every"] * math.ceil(every / r["eval_every"])
-
-
-def _prepare_dir(out, overwrite, resume):
-    out = pathlib.Path(out)
-    if resume:
-        if not (out / "config.toml").exists():
-            raise ConfigError(f"--resume: {out} holds no run (config.toml missing)")
-        return out
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"output folder {out} is not empty; pass overwrite=True (--overwrite) to replace "
-                              "it or --resume to continue it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+        raise ConfigError("config must be None (the default experiment), a dict of sections (task, base, algo, "
+                          f"run) or a TOML file path, got {type(config).__name__} {config!r}")
+    user = C.apply_overrides(user, sets)
+    if progress is not None:
+        if not isinstance(progress, bool):
+            raise ConfigError(f"progress must be None, true or false, got {progress!r}")
+        user.setdefault("run", {})["progress"] = progress
+    cfg = C.resolve(user)
+    if resume and _strip_progress(C.resolve(saved)) != _strip_progress(cfg):
+        raise ConfigError(f"--resume: the config differs from the one {out} was started with")
+    return cfg
 
 
 class Evaluator:
@@ -108,56 +143,74 @@ def _warm_kernels(learner):
 
 
 def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=None, progress=None):
-    """Run one experiment. ``config``: a dict of sections or a path to a TOML file (None: the default
-    experiment); ``sets``: ``section.key=value`` overrides. Returns the summary dict."""
-    t_start = time.perf_counter()
-    out = pathlib.Path(out)
-    if resume and config is None and (out / "config.toml").exists():
-        user = C.load(out / "config.toml")
-    elif isinstance(config, (str, pathlib.Path)):
-        user = C.load(config)
-    else:
-        user = config or {}
-    user = C.apply_overrides(user, sets)
-    if progress is not None:
-        user.setdefault("run", {})["progress"] = bool(progress)
-    cfg = C.resolve(user)
-    cfg_toml = C.to_toml(cfg)
-    if resume and (out / "config.toml").exists():
-        saved = C.resolve(C.load(out / "config.toml"))
-        if {s: {k: v for k, v in saved[s].items() if k != "progress"} for s in saved} != \
-                {s: {k: v for k, v in cfg[s].items() if k != "progress"} for s in cfg}:
-            raise ConfigError(f"--resume: the config differs from the one {out} was started with")
-    out = _prepare_dir(out, overwrite, resume)
+    """Run one experiment into the folder ``out``; returns the summary dict.
 
+    ``config``: None (the default experiment, ``config.default_experiment``: its [algo] section is pg_batch's
+    and is dropped when ``sets`` switch ``algo.name``), a dict of sections, or a path to a TOML file.
+    ``sets``: ``section.key=value`` overrides. ``overwrite``: replace ``out`` if it is a run folder — only
+    after the new config, its base weights and task have been built. ``resume``: continue the run in ``out``
+    from its last checkpoint (``config`` None, or the same config); not with ``overwrite``. One process writes
+    a folder at a time. Every bad argument raises ``ConfigError`` before anything is written; a full disk
+    raises ``RunError``; Ctrl-C raises ``Interrupted`` (a KeyboardInterrupt) saying how to resume.
+    """
+    t_start = time.perf_counter()
+    outdir.flags(overwrite, resume)
+    out = outdir.check_path(out)
+    cfg = _resolve(config, out, resume, sets, progress)
+    budget.check(cfg)
+    try:
+        with outdir.OutDir(out, "run", overwrite=overwrite, resume=resume) as claim:
+            return _run(cfg, claim, resume, t_start)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RunError(f"no space left on the device of {out} ({exc.filename or 'writing the run'}); free "
+                           f"some space, then continue with: onlinepg run --resume --out {out}") from None
+        raise
+
+
+def _restore(ckpt_dir, learner, evaluator):
+    """(start round, stopped) from the newest checkpoint (0, False without one); a corrupt one is refused."""
+    ckpts = sorted(ckpt_dir.glob("ckpt-*.npz"))
+    if not ckpts:
+        return 0, False
+    path = ckpts[-1]
+    try:
+        with np.load(path) as z:
+            learner.restore(z)
+            evaluator.err_sum, evaluator.count = float(z["err_sum"]), int(z["eval_count"])
+            return int(z["round"]), bool(z["stopped"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        prev = (f"delete it to resume from {ckpts[-2].name}" if len(ckpts) > 1 else
+                "no earlier checkpoint is kept: start the run again with --overwrite")
+        raise ConfigError(f"--resume: checkpoint {path} is corrupt ({why}); {prev}") from None
+
+
+def _run(cfg, claim, resume, t_start):
+    out = claim.path
     task = build_task(cfg)
     stream = ContextStream(task, cfg)
     test = test_batch(task, cfg)
     tracked = tracked_batch(task, test, cfg)
     ckpt_dir = out / "checkpoints"
-    ckpts = sorted(ckpt_dir.glob("ckpt-*.npz")) if resume else []
     t_base = time.perf_counter()
     base = build_base(task, cfg)
     base_seconds = time.perf_counter() - t_base
     policy = Policy(task.features, base.w)
     learner = make_learner(cfg, stream, policy, base)
     evaluator = Evaluator(test, tracked)
-    start = 0
-    stopped = False
-    if ckpts:
-        with np.load(ckpts[-1]) as z:
-            learner.restore(z)
-            start = int(z["round"])
-            stopped = bool(z["stopped"])
-            evaluator.err_sum, evaluator.count = float(z["err_sum"]), int(z["eval_count"])
-    if not resume or not (out / "config.toml").exists():
-        (out / "config.toml").write_text(cfg_toml)
+    start, stopped = _restore(ckpt_dir, learner, evaluator) if resume else (0, False)
+    claim.replace()                 # the new run is known to start: only now is an old run replaced
+    cfg_toml = C.to_toml(cfg)
+    if not resume:
+        outdir.write_text(out / "config.toml", cfg_toml)
     meta = run_metadata(cfg_toml, cfg["run"]["seed"])
     writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta),
                "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta),
                "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta)}
     for w in writers.values():
         w.truncate_from(start)
+        w.start_segment(start)
     ckpt_dir.mkdir(exist_ok=True)
     if start == 0:
         save_npz(out / "base.npz", policy_arrays(base))
@@ -169,43 +222,58 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     chunk = cfg["run"]["chunk"]
     bar = _progress(cfg, total, start)
     per_round = cfg["algo"]["batch"] if is_batched(cfg) else 1
-    target = cfg["run"]["target_error"]
-    if start == 0:
-        err = evaluator(policy, 0, learner.counters, writers["eval"], writers["tracked"])
-        stopped = target > 0 and err <= target
-    t_loop = time.perf_counter()
-    part_start = start
     t = start
-    while t < total and not stopped:
-        stop = min(total, t + chunk, (t // every_eval + 1) * every_eval)
-        rows = learner.advance(t, stop - t)
-        writers["rounds"].append({name: rows[:, i] for i, name in enumerate(TRACE_COLUMNS)})
+    try:
+        if start == 0:
+            err = evaluator(policy, 0, learner.counters, writers["eval"], writers["tracked"])
+            stopped = _should_stop(cfg, err, learner.counters)
+        t_loop = time.perf_counter()
+        while t < total and not stopped:
+            stop = min(total, t + chunk, (t // every_eval + 1) * every_eval, (t // every_ckpt + 1) * every_ckpt)
+            rows = learner.advance(t, stop - t)
+            writers["rounds"].append({name: rows[:, i] for i, name in enumerate(TRACE_COLUMNS)})
+            if bar is not None:
+                bar.update(stop - t)
+                c = learner.counters
+                bar.set_postfix(mistake_rate=f"{c[5] / max(c[0] * per_round, 1):.4f}", refresh=False)
+            t = stop
+            if t % every_eval == 0 or t == total:
+                err = evaluator(policy, t, learner.counters, writers["eval"], writers["tracked"])
+                stopped = _should_stop(cfg, err, learner.counters)
+            if t % every_ckpt == 0 or t == total or stopped:
+                for w in writers.values():
+                    w.flush()
+                    w.start_segment(t)
+                _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped)
+        if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
+            writers["eval"].flush()
+            writers["tracked"].flush()
+            _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped)
+    except KeyboardInterrupt:
+        kept = sorted(ckpt_dir.glob("ckpt-*.npz"))
+        saved = f"round {int(kept[-1].stem.split('-')[1])}" if kept else "no checkpoint yet"
+        raise Interrupted(f"interrupted at round {t}; the run is saved up to its last checkpoint ({saved}); "
+                          f"continue it with: onlinepg run --resume --out {out}") from None
+    finally:
         if bar is not None:
-            bar.update(stop - t)
-            c = learner.counters
-            bar.set_postfix(mistake_rate=f"{c[5] / max(c[0] * per_round, 1):.4f}", refresh=False)
-        t = stop
-        if t % every_eval == 0 or t == total:
-            err = evaluator(policy, t, learner.counters, writers["eval"], writers["tracked"])
-            stopped = target > 0 and err <= target
-        if t % every_ckpt == 0 or t == total or stopped:
-            for w in writers.values():
-                w.flush(part_start)
-            part_start = t
-            _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped)
-    if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
-        writers["eval"].flush(0)
-        writers["tracked"].flush(0)
-        _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped)
-    if bar is not None:
-        bar.close()
+            bar.close()
     loop_seconds = time.perf_counter() - t_loop
     summary = _summary(cfg, learner, evaluator, out, total, start)
+    target = cfg["run"]["target_error"]
     summary.update(wall_seconds=time.perf_counter() - t_start, compile_seconds=compile_seconds,
-                   base_seconds=base_seconds, reached_target=bool(stopped),
+                   base_seconds=base_seconds, stopped_early=bool(stopped),
+                   reached_target=bool(0 < target and summary["final_test_error"] <= target),
                    rounds_per_second=(t - start) / loop_seconds if loop_seconds > 0 else float("inf"))
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _should_stop(cfg, err, counters):
+    """Checked at every evaluation (so the stopping round is the same for any chunk size): the exact test
+    error reached run.target_error, or the reward queries (ORM + PRM) reached run.max_queries."""
+    r = cfg["run"]
+    queries = counters[COUNTERS.index("orm_queries")] + counters[COUNTERS.index("prm_queries")]
+    return (r["target_error"] > 0 and err <= r["target_error"]) or (0 < r["max_queries"] <= queries)
 
 
 def _checkpoint(folder, learner, evaluator, round_, keep, stopped):

@@ -40,7 +40,9 @@ class TeacherTask:
 
     contexts  'rademacher' (x ∈ {±1}^d) or 'mixture' (``centres`` centres at e_1..e_M, noise N(0, σ²I)
               clipped to norm ≤ σ, rescaled to ‖x‖ = √d; J holds the centre id).
-    normalize scale contexts to ‖x‖ = 1/√2 and use the normalised bigram map (‖φ‖ ≤ 1).
+    normalize scale the context *features* to ‖x‖ = 1/√2 and use the normalised bigram map (‖φ‖ ≤ 1).
+              Every raw context has ‖x‖ = √d, so this is the constant factor ``context_scale`` = 1/√(2d).
+              It changes features only: y*(x) is a property of the task, always computed from the raw x.
     """
 
     d: int
@@ -64,9 +66,14 @@ class TeacherTask:
         rng = np.random.default_rng(derive_seed(self.seed, "teacher"))
         self.W1s = rng.standard_normal((self.k, self.d))
         self.W2s = rng.standard_normal((self.k, self.k))
+        self.context_scale = 1.0 / math.sqrt(2.0 * self.d) if self.normalize else 1.0
 
     def contexts(self, first, n, stream="contexts"):
-        """Contexts ``first … first+n−1`` of the named stream: (X float64[n, d], J int64[n])."""
+        """Context features ``first … first+n−1`` of the named stream: (X float64[n, d], J int64[n])."""
+        X, J = self._raw_contexts(first, n, stream)
+        return self._features(X), J
+
+    def _raw_contexts(self, first, n, stream):
         key = derive_seed(self.seed, stream)
         X = np.empty((n, self.d))
         if self.contexts_kind == "rademacher":
@@ -75,32 +82,40 @@ class TeacherTask:
         else:
             J = np.empty(n, np.int64)
             pick(K, "mixture_contexts", n)(key, first, self.centres, self.sigma, X, J)
-        if self.normalize:
-            X /= np.sqrt(2.0 * (X * X).sum(axis=1, keepdims=True))
         return X, J
 
+    def _features(self, X):
+        if self.normalize:
+            X *= self.context_scale
+        return X
+
     def responses(self, X):
-        """y*(x) for every row of X (float64[B, d]) → int64[B, N]."""
+        """y*(x) for every row of X (float64[B, d], context *features* as ``contexts`` returns them) →
+        int64[B, N]. With ``normalize`` the raw context is X / context_scale."""
         X = v.float_array("X", X, (None, self.d))
+        return self._raw_responses(X / self.context_scale if self.normalize else X)
+
+    def _raw_responses(self, X):
         Y = np.empty((len(X), self.N), np.int64)
         pick(K, "teacher_responses", len(X))(self.W1s, self.W2s, X, Y)
         return Y
 
     def draw(self, first, n, stream="contexts"):
-        X, J = self.contexts(first, n, stream)
-        return Batch(X, J, self.responses(X))
+        X, J = self._raw_contexts(first, n, stream)
+        Ystar = self._raw_responses(X)       # y* from the raw context, before any feature scaling
+        return Batch(self._features(X), J, Ystar)
 
     def centre_contexts(self):
         """The noiseless mixture centres e_c rescaled like the contexts (float64[M, d]), ids 0..M−1."""
         X = np.zeros((self.centres, self.d))
         X[np.arange(self.centres), np.arange(self.centres)] = math.sqrt(self.d)
-        if self.normalize:
-            X /= np.sqrt(2.0 * self.d)
-        return Batch(X, np.arange(self.centres, dtype=np.int64), self.responses(X))
+        Ystar = self._raw_responses(X)
+        return Batch(self._features(X), np.arange(self.centres, dtype=np.int64), Ystar)
 
     def star_weights(self):
-        """The teacher as a policy in kernel layout, scaled to ‖w*‖ = 1 (its argmax path is y*)."""
-        w = np.concatenate([self.W1s.T.ravel(), self.W2s.T.ravel() / self.features.tscale])
+        """The teacher as a policy in kernel layout, scaled to ‖w*‖ = 1 (its argmax path is y* on the
+        features: the context block undoes ``context_scale``, the transition block the feature's tscale)."""
+        w = np.concatenate([self.W1s.T.ravel() / self.context_scale, self.W2s.T.ravel() / self.features.tscale])
         return w / np.linalg.norm(w)
 
 
@@ -240,7 +255,7 @@ def teacher_base(task: TeacherTask, alpha, batch: Batch, tol=1e-10):
 
 def empirical_margin(features: FeatureSpec, w_star, batch: Batch):
     """γ̂ = min over contexts, positions and wrong tokens of ⟨w*, φ(y*_i) − φ(a)⟩ / (‖w*‖ · max‖φ‖)
-    along the correct paths (SPEC §2). Negative when w* does not rank y* first everywhere."""
+    along the correct paths (docs/theory.md §2). Negative when w* does not rank y* first everywhere."""
     pol = Policy(features, w_star)
     nrm = float(np.linalg.norm(pol.w))
     if nrm == 0.0:

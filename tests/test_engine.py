@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import onlinepg as op
+from onlinepg import build
 from onlinepg import config as C
 from onlinepg.engine import TIMING_KEYS, run
 from onlinepg.trace import file_metadata, read_table
@@ -82,9 +83,12 @@ def test_example_config_runs(name, tmp_path):
     assert ev[0]["round"] == 0 and ev[-1]["round"] == summary["rounds"]
     assert ev[-1]["test_error"] == pytest.approx(summary["final_test_error"])
     assert ev[-1]["test_error_avg"] == pytest.approx(np.mean([e["test_error"] for e in ev]))
-    # the checkpoint holds loadable weights
+    # the last checkpoint holds the final weights: on the run's held-out set they give the final test error
     pol = op.load_policy(sorted((out / "checkpoints").glob("*.npz"))[-1])
-    assert pol.w.shape == (pol.features.D,)
+    cfg = C.resolve(C.load(out / "config.toml"))
+    held = build.test_batch(build.build_task(cfg), cfg)
+    ll, _, _ = pol.loglik(held.X, held.J, held.Ystar)
+    assert 1.0 - np.exp(ll).mean() == pytest.approx(summary["final_test_error"], rel=1e-12, abs=1e-15)
 
 
 def test_learning_happens(tmp_path):
@@ -247,3 +251,14 @@ def test_target_error_stops_the_run_and_resume_keeps_it_stopped(tmp_path):
     (tmp_path / "t" / "summary.json").unlink()
     s2 = run(None, tmp_path / "t", resume=True, progress=False)
     assert s2["rounds"] == s["rounds"] and s2["reached_target"]
+
+
+def test_max_queries_stops_at_the_first_evaluation_past_it_whatever_the_chunk(tmp_path):
+    sets = ["run.rounds=100000", "run.eval_every=40", "run.max_queries=3000"]
+    s = run(CONFIGS / "best_of_m.toml", tmp_path / "a", sets=sets + ["run.chunk=7"], progress=False)
+    ev = read_table(tmp_path / "a" / "eval").to_pylist()
+    assert s["stopped_early"] and not s["reached_target"] and s["rounds"] % 40 == 0
+    assert ev[-1]["orm_queries"] >= 3000 > ev[-2]["orm_queries"]
+    s2 = run(CONFIGS / "best_of_m.toml", tmp_path / "b", sets=sets, progress=False)
+    assert s2["rounds"] == s["rounds"] and s2["orm_queries"] == s["orm_queries"]
+    assert read_table(tmp_path / "b" / "rounds").equals(read_table(tmp_path / "a" / "rounds"))

@@ -11,13 +11,18 @@ import pytest
 from onlinepg.experiments import run_experiment
 from onlinepg.io import load_policy
 from onlinepg.trace import read_table
+from figure_check import assert_figure
 
 
 def _outputs_ok(ctx):
-    assert (ctx.out / "results.md").stat().st_size > 200
+    text = (ctx.out / "results.md").read_text()
+    assert text.startswith("# ") and "## What came out" in text and "## Wall time" in text
     table = pq.read_table(ctx.out / "results.parquet")
     assert table.num_rows == len(ctx.rows) > 0
-    assert ctx.figures and all(f.exists() and f.stat().st_size > 5000 for f in ctx.figures)
+    assert ctx.figures
+    for f in ctx.figures:
+        assert_figure(f, min_size=(400, 250))
+        assert f"![{f.stem}](figures/{f.name})" in text
     return table
 
 
@@ -47,6 +52,21 @@ def test_fig1_outputs(fig1):
         tracked = read_table(run / "tracked").to_pydict()
         # every centre tracked at every step (eval_every = 1), round 0 included
         assert len(tracked["round"]) == fig1.params["centres"] * (fig1.params["steps"] + 1)
+
+
+def test_fig1_budget_line_is_per_centre_and_verdicts_are_reported(fig1):
+    p = fig1.params
+    run = fig1.out / "runs" / "orm" / "seed=0"
+    base = read_table(run / "tracked").to_pydict()
+    base_ll = np.array([ll for r, ll in zip(base["round"], base["loglik_star"]) if r == 0])
+    per_centre = p["steps"] * p["batch"] / p["centres"]
+    orm = next(r for r in fig1.rows if r["arm"] == "orm")
+    assert orm["below_1_over_T_count"] == int((base_ll < -math.log(per_centre)).sum())
+    verdict = {c["name"]: c for c in json.loads((fig1.out / "verdict.json").read_text())["checks"]}
+    assert set(verdict) == {"orm_stuck_below_budget", "prm_lifts_off_support", "prm_beats_orm"}
+    assert all(isinstance(c["passed"], bool) and c["measured"] != "not evaluated" for c in verdict.values())
+    text = (fig1.out / "results.md").read_text()
+    assert "| seed | off_support_count | below_budget_test_mass | orm_plateau | prm_final | orm_minus_prm |" in text
 
 
 def test_fig1_prm_beats_orm_on_the_worst_centres(fig1):
@@ -79,6 +99,17 @@ def test_lq_curves_outputs(lq_curves):
         prev = sorted((runs / f"block={b - 1}" / "seed=0" / "checkpoints").glob("ckpt-*.npz"))[-1]
         start = load_policy(runs / f"block={b}" / "seed=0" / "base.npz")
         assert np.array_equal(start.w, load_policy(prev).w)
+    # ... and continue one context stream: Rademacher context ids are stream indices, so block b's steps read
+    # contexts (b−1)·block_steps·batch onwards, never a context an earlier block trained on
+    for b in range(1, p["blocks"] + 1):
+        ids = read_table(runs / f"block={b}" / "seed=0" / "rounds").column("context_id").to_numpy()
+        first = (b - 1) * p["block_steps"] * p["batch"]
+        np.testing.assert_array_equal(ids, first + p["batch"] * np.arange(p["block_steps"]))
+
+
+def test_lq_curves_verdicts(lq_curves):
+    verdict = {c["name"]: c["passed"] for c in json.loads((lq_curves.out / "verdict.json").read_text())["checks"]}
+    assert verdict == {"start_is_uniform": True, "lq_moves_right": True}
 
 
 def test_lq_curves_move_right_with_pretraining(lq_curves):

@@ -156,3 +156,33 @@ def test_margin_negative_for_wrong_w():
 def test_bad_task_input_names_the_field(call, field):
     with pytest.raises(op.ConfigError, match=field.replace("[", r"\[")):
         call()
+
+
+@pytest.mark.parametrize("contexts", ["rademacher", "mixture"])
+def test_normalize_scales_features_only_not_the_task(contexts):
+    """y*(x) is a property of the task: normalised features give the same y* as the raw teacher, and the
+    teacher's weights in the normalised feature space still pick y* by argmax."""
+    kw = dict(contexts_kind=contexts, centres=8, seed=3)
+    raw = op.TeacherTask(32, 32, 16, **kw)
+    nrm = op.TeacherTask(32, 32, 16, normalize=True, **kw)
+    a, b = raw.draw(0, 300), nrm.draw(0, 300)
+    np.testing.assert_array_equal(a.Ystar, b.Ystar)
+    np.testing.assert_allclose(b.X, a.X / np.sqrt(2 * 32), rtol=1e-15)
+    np.testing.assert_array_equal(nrm.responses(b.X), b.Ystar)
+    np.testing.assert_array_equal(raw.centre_contexts().Ystar, nrm.centre_contexts().Ystar)
+    star = op.Policy(nrm.features, 1e5 * nrm.star_weights())   # near-argmax: the greedy path of w* is y*
+    ll, _, _ = star.loglik(b.X, b.J, b.Ystar)
+    assert np.exp(ll).mean() > 0.9
+
+
+@pytest.mark.parametrize("kind", ["iid", "shuffle"])
+def test_stream_offset_continues_the_stream(kind):
+    from onlinepg import config as C
+    from onlinepg.build import ContextStream, build_task
+    cfg = C.resolve({"task": {"d": 6, "k": 3, "N": 2, "contexts": "rademacher", "stream": kind, "pool": 50}})
+    moved = C.resolve({"task": {**cfg["task"], "offset": 37}})
+    task = build_task(cfg)
+    whole, tail = ContextStream(task, cfg).batch(0, 100), ContextStream(task, moved).batch(0, 63)
+    np.testing.assert_array_equal(tail.X, whole.X[37:])
+    np.testing.assert_array_equal(tail.J, whole.J[37:])
+    np.testing.assert_array_equal(tail.Ystar, whole.Ystar[37:])

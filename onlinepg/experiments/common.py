@@ -4,9 +4,16 @@ An experiment is a module with ``NAME``, ``DESCRIPTION`` and ``run(ctx)``. Its s
 ``data/configs/experiments/<name>.toml``:
 
     [experiment]   description, default seed count
-    [full]         the paper's / SPEC's parameters
+    [full]         the paper's parameters (docs/theory.md §6); ``seeds`` in a scale table overrides the default
     [small]        the same experiment shrunk to finish in well under a minute (used by the tests)
     [config.*]     the engine config shared by every arm (sections task/base/algo/run)
+
+Falsifiable checks: before its first run an experiment registers each check with ``ctx.predict(...)`` — the
+quantity, the prediction computed from the run's actual parameters, the tolerance (a parameter of the spec,
+fixed before the run) and the control a wrong engine would fail. They are written to ``checks.json`` before
+any arm runs; after the runs ``ctx.verdict(name, passed, measured)`` reports each as measured, and
+``results.md`` ends its table with a ``## Verdict`` section: one PASS or FAIL line per registered check (a check
+left without a verdict is a FAIL).
 
 ``ctx`` gives the chosen scale's parameters, the seeds, ``ctx.run_arm(...)`` to play one engine run into
 ``DIR/runs/<arm>/<param>=<value>…/seed=<s>/``, ``ctx.record(...)`` for the tidy result rows, and the
@@ -14,6 +21,7 @@ writers of ``results.parquet`` / ``results.md``. Slopes are fitted per seed on l
 t confidence interval over seeds.
 """
 import copy
+import io
 import json
 import math
 import os
@@ -22,6 +30,7 @@ import resource
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -30,17 +39,32 @@ import pyarrow.parquet as pq
 from .. import config as C
 from ..engine import run as engine_run
 from ..errors import ConfigError
+from ..outdir import write_bytes, write_text
+from ..shipped import read_data
 from ..trace import read_table
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-SPEC_DIR = ROOT / "data" / "configs" / "experiments"
+
+
+@dataclass
+class Check:
+    """One pre-registered check; ``passed``/``measured`` are filled by ``Context.verdict`` after the runs."""
+
+    name: str
+    quantity: str
+    prediction: str
+    tolerance: str
+    control: str
+    passed: bool = None
+    measured: str = "not evaluated"
+
+    def line(self):
+        word = "PASS" if self.passed else "FAIL"
+        return f"{word} `{self.name}` — {self.measured} (predicted {self.prediction}; tolerance {self.tolerance})"
 
 
 def load_spec(name):
-    path = SPEC_DIR / f"{name}.toml"
-    if not path.exists():
-        raise ConfigError(f"experiment spec {path} is missing (an installed copy without data/?)")
-    return C.load(path)
+    """The experiment's spec ``data/configs/experiments/<name>.toml``, shipped with the package."""
+    return C.tomllib.loads(read_data("configs", "experiments", f"{name}.toml"))
 
 
 def _parse_value(raw):
@@ -60,6 +84,7 @@ class Context:
         self.name, self.scale, self.log = name, scale, log
         self.description = spec["experiment"]["description"]
         self.params = dict(spec[scale])
+        scale_seeds = self.params.pop("seeds", None)          # a scale may set its own default seed count
         self.config = {sec: dict(v) for sec, v in spec.get("config", {}).items()}
         self.config_sets = []
         for item in sets or ():
@@ -74,7 +99,9 @@ class Context:
             else:
                 raise ConfigError(f"unknown parameter {key!r} of experiment {name}; accepted: "
                                   f"{', '.join(self.params)} or section.key=value for the run config")
-        n_seeds = spec["experiment"].get("seeds", 1) if seeds is None else seeds
+        if seeds is None:
+            seeds = spec["experiment"].get("seeds", 1) if scale_seeds is None else scale_seeds
+        n_seeds = seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise ConfigError(f"--seeds must be an integer >= 1, got {n_seeds!r}")
         self.seeds = list(range(n_seeds))
@@ -84,12 +111,39 @@ class Context:
         self.stages = []
         self.notes = []
         self.figures = []
+        self.checks = {}
+        self._runs_started = False
         C.resolve(C.apply_overrides(self.config, self.config_sets))   # a bad --set fails before any run
+
+    # -- pre-registered checks ----------------------------------------------------------------------------
+    def predict(self, name, quantity, prediction, tolerance, control):
+        """Register a check before any run (see the module docstring)."""
+        if self._runs_started:
+            raise RuntimeError(f"check {name!r} registered after the first run: predictions come first")
+        self.checks[name] = Check(name, quantity, prediction, tolerance, control)
+        self.log(f"[{self.name}] check {name}: {quantity} — predicted {prediction}, tolerance {tolerance}; "
+                 f"control: {control}")
+
+    def verdict(self, name, passed, measured):
+        """Report check ``name`` as measured: ``passed`` (bool) and what was measured (text)."""
+        check = self.checks[name]
+        check.passed, check.measured = bool(passed), measured
+        self.log(f"[{self.name}] {check.line()}")
+
+    def _preregister(self):
+        if not self._runs_started:
+            self._runs_started = True
+            self.out.mkdir(parents=True, exist_ok=True)
+            doc = {"experiment": self.name, "scale": self.scale, "params": self.params,
+                   "checks": [{k: v for k, v in asdict(c).items() if k not in ("passed", "measured")}
+                              for c in self.checks.values()]}
+            write_text(self.out / "checks.json", json.dumps(doc, indent=2) + "\n")
 
     # -- runs -------------------------------------------------------------------------------------------
     def run_arm(self, arm, cell, seed, overrides):
         """One engine run of ``arm`` at parameter values ``cell`` (dict) and ``seed``; ``overrides`` is a dict
         {"section.key": value} applied over the shared config. Returns (summary, run folder)."""
+        self._preregister()
         folder = self.out / "runs" / arm
         for key, value in cell.items():
             folder = folder / f"{key}={_fmt(value)}"
@@ -101,8 +155,15 @@ class Context:
         cfg.setdefault("run", {})["progress"] = False
         resolved = C.to_toml(C.resolve(C.apply_overrides(cfg, self.config_sets)))
         done = folder / "summary.json"
-        if done.exists() and (folder / "config.toml").read_text() == resolved:
-            return json.loads(done.read_text()), folder   # finished earlier with this very config: reuse
+        same = (folder / "config.toml").is_file() and (folder / "config.toml").read_text() == resolved
+        if getattr(self, "resume", False) and same:
+            if done.exists():
+                return json.loads(done.read_text()), folder   # finished earlier with this very config: reuse
+            if any((folder / "checkpoints").glob("ckpt-*.npz")):
+                try:
+                    return engine_run(None, folder, resume=True, sets=self.config_sets), folder
+                except ConfigError:
+                    pass                                      # an unusable partial run: start the arm afresh
         summary = engine_run(cfg, folder, overwrite=True, sets=self.config_sets)
         return summary, folder
 
@@ -123,7 +184,9 @@ class Context:
         self.out.mkdir(parents=True, exist_ok=True)
         cols = sorted({k for r in self.rows for k in r}, key=lambda c: (c not in ("experiment", "arm"), c))
         table = pa.table({c: [r.get(c) for r in self.rows] for c in cols})
-        pq.write_table(table, self.out / "results.parquet")
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        write_bytes(self.out / "results.parquet", sink.getvalue().to_pybytes())
         lines = [f"# {self.name} ({self.scale} scale)", "", self.description, "",
                  f"Parameters: `{json.dumps(self.params)}`; seeds: {len(self.seeds)}; config overrides: "
                  f"`{self.config_sets or 'none'}`", "", table_md, ""]
@@ -132,12 +195,22 @@ class Context:
             for s in slopes:
                 lines.append(f"| {s['label']} | {s['slope']:.3f} | [{s['lo']:.3f}, {s['hi']:.3f}] | {s['theory']} |")
             lines.append("")
+        if self.checks:
+            lines += ["## Pre-registered checks", "", "| check | quantity | prediction | tolerance | control |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| `{c.name}` | {c.quantity} | {c.prediction} | {c.tolerance} | {c.control} |"
+                      for c in self.checks.values()]
+            lines += ["", "## Verdict", ""] + [f"- {c.line()}" for c in self.checks.values()] + [""]
+            write_text(self.out / "verdict.json", json.dumps(
+                {"experiment": self.name, "scale": self.scale, "seeds": len(self.seeds),
+                 "checks": [asdict(c) for c in self.checks.values()]},
+                indent=2) + "\n")
         notes = self.notes + [machine_load(self._load0)]
         lines += ["## What came out", ""] + [f"- {n}" for n in notes] + [""]
         if self.figures:
             lines += ["## Figures", ""] + [f"![{f.stem}](figures/{f.name})" for f in self.figures] + [""]
         lines += ["## Wall time", ""] + [f"- {label}: {dt:.1f} s" for label, dt in self.stages]
-        (self.out / "results.md").write_text("\n".join(lines) + "\n")
+        write_text(self.out / "results.md", "\n".join(lines) + "\n")
         for s in slopes:
             self.log(f"[{self.name}] {s['label']}: slope {s['slope']:.3f} [{s['lo']:.3f}, {s['hi']:.3f}] "
                      f"(theory: {s['theory']})")
@@ -146,7 +219,9 @@ class Context:
         folder = self.out / "figures"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{stem}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        write_bytes(path, buf.getvalue())
         self.figures.append(path)
         return path
 
@@ -216,7 +291,8 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("figures need matplotlib: pip install -e '.[plot]'") from None
+        raise ConfigError("the experiments draw figures with matplotlib (a dependency of onlinepg that is missing "
+                          "here): pip install matplotlib") from None
     return plt
 
 

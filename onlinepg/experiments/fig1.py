@@ -1,4 +1,4 @@
-"""fig1 — outcome vs process reward beyond the base model's support (paper Figure 1, SPEC §6).
+"""fig1 — outcome vs process reward beyond the base model's support (paper Figure 1, docs/theory.md §6).
 
 Stages: the supervised base is trained once per seed and saved (``base/seed=<s>/base.npz``); the ORM and PRM
 arms then load it, so both post-train exactly the same weights. Each arm tracks every mixture centre's exact
@@ -73,8 +73,34 @@ def _at(steps, values, step):
     return float(values[max(i, 0)])
 
 
+def _register(ctx, p):
+    budget = p["steps"] * p["batch"] / p["centres"]
+    ctx.predict("orm_stuck_below_budget", "ORM final test error against the held-out mass of the centres whose "
+                f"base likelihood is below 1/(per-centre budget) = centres/(steps·batch) = 1/{budget:g}, every seed",
+                "≥ that mass: the outcome reward cannot find y* for them", f"≥ mass − {p['tol_mass']}",
+                f"the PRM arm must end below mass − {p['tol_mass']} on every seed whose mass exceeds "
+                f"{2 * p['tol_mass']}")
+    ctx.predict("prm_lifts_off_support", f"mean final likelihood of the off-support centres (base < "
+                f"{p['off_support']:g}), every seed that has any", f"ORM < {p['orm_stuck_lik']}, PRM > "
+                f"{p['prm_lifted_lik']}", "as stated", "the two arms start from the same saved base: a PRM that "
+                "lifted nothing, or an ORM that leaked y*, fails")
+    ctx.predict("prm_beats_orm", "ORM − PRM final test error, per seed with ≥ 1 off-support centre",
+                "> 0 on every such seed", "> 0", "seeds without off-support centres are reported beside them "
+                "(the arms should tie there)")
+
+
+def _ci(values):
+    """Mean and 95% t half-width over seeds (nan half-width with one value)."""
+    v = np.asarray([x for x in values if x is not None], float)
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else float("nan")), float("nan")
+    from scipy import stats
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
 def run(ctx):
     p = ctx.params
+    _register(ctx, p)
     curves = {}
     for seed in ctx.seeds:
         with ctx.stage(f"base: supervised Adagrad, {p['base_steps']} steps × batch {p['base_batch']} "
@@ -93,8 +119,8 @@ def run(ctx):
             off = base_loglik < math.log(p["off_support"])
             worst = np.argsort(base_loglik)[: max(1, len(base_loglik) // 4)]
             off_mass = float(np.isin(test_ids, np.flatnonzero(off)).mean())
-            T = p["steps"] * p["batch"]
-            below_T = base_loglik < -math.log(T)
+            per_centre = p["steps"] * p["batch"] / p["centres"]      # the ORM's queries per centre
+            below_T = base_loglik < -math.log(per_centre)
             ctx.record(arm, {}, seed, final_test_error=float(err[-1]),
                        **{f"test_error_at_{s}": _at(steps, err, s) for s in p["report_steps"]},
                        off_support_count=int(off.sum()), centres=len(off), off_support_test_mass=off_mass,
@@ -109,26 +135,67 @@ def run(ctx):
                        min_centre_log10_lik_end=float(loglik[-1].min() / LOG10),
                        wall_seconds=summary["wall_seconds"])
     _notes(ctx)
+    _verdicts(ctx, p)
     _plot(ctx, curves, ctx.seeds[0])
     measures = [f"test_error_at_{s}" for s in p["report_steps"]] + [
         "off_support_count", "off_support_test_mass", "below_1_over_T_test_mass", "unsolved_count_end",
         "off_support_mean_likelihood_end", "off_support_mean_log10_lik_end", "worst_quarter_mean_likelihood_end"]
     agg = mean_over_seeds(ctx.rows, ["arm"], measures)
-    ctx.write(markdown_table(agg, ["arm"] + measures + ["seeds"]))
+    per_seed = _per_seed(ctx)
+    ctx.write(markdown_table(agg, ["arm"] + measures + ["seeds"]) + "\n\n" +
+              markdown_table(per_seed, ["seed", "off_support_count", "below_budget_test_mass", "orm_plateau",
+                                        "prm_final", "orm_minus_prm"]))
+
+
+def _per_seed(ctx):
+    """One row per seed, then the mean ± 95% t half-width over seeds."""
+    by = {(r["arm"], r["seed"]): r for r in ctx.rows}
+    rows = [{"seed": s, "off_support_count": by["orm", s]["off_support_count"],
+             "below_budget_test_mass": by["orm", s]["below_1_over_T_test_mass"],
+             "orm_plateau": by["orm", s]["final_test_error"], "prm_final": by["prm", s]["final_test_error"],
+             "orm_minus_prm": by["orm", s]["final_test_error"] - by["prm", s]["final_test_error"]}
+            for s in ctx.seeds]
+    summary = {"seed": "mean ± 95% CI"}
+    for col in ("off_support_count", "below_budget_test_mass", "orm_plateau", "prm_final", "orm_minus_prm"):
+        mean, half = _ci([r[col] for r in rows])
+        summary[col] = f"{mean:.4g} ± {half:.2g}"
+    return rows + [summary]
+
+
+def _verdicts(ctx, p):
+    by = {(r["arm"], r["seed"]): r for r in ctx.rows}
+    tol = p["tol_mass"]
+    gaps = [(s, by["orm", s]["below_1_over_T_test_mass"], by["orm", s]["final_test_error"],
+             by["prm", s]["final_test_error"]) for s in ctx.seeds]
+    ok = all(orm >= mass - tol for _, mass, orm, _ in gaps)
+    control = [(s, prm < mass - tol) for s, mass, _, prm in gaps if mass > 2 * tol]
+    ctx.verdict("orm_stuck_below_budget", ok and all(c for _, c in control),
+                "; ".join(f"seed {s}: mass {mass:.3f}, ORM {orm:.3f}, PRM {prm:.3f}" for s, mass, orm, prm in gaps) +
+                f" ({len(control)} seed(s) with mass > {2 * tol} for the control)")
+    off = [s for s in ctx.seeds if by["orm", s]["off_support_count"] > 0]
+    lifted = [(s, by["orm", s]["off_support_mean_likelihood_end"], by["prm", s]["off_support_mean_likelihood_end"])
+              for s in off]
+    ctx.verdict("prm_lifts_off_support", bool(off) and all(o < p["orm_stuck_lik"] and q > p["prm_lifted_lik"]
+                                                           for _, o, q in lifted),
+                "; ".join(f"seed {s}: ORM {o:.3g}, PRM {q:.3g}" for s, o, q in lifted) or "no seed has an "
+                "off-support centre")
+    diffs = [(s, by["orm", s]["final_test_error"] - by["prm", s]["final_test_error"]) for s in ctx.seeds]
+    ctx.verdict("prm_beats_orm", bool(off) and all(d > 0 for s, d in diffs if s in off),
+                "; ".join(f"seed {s}: {d:+.4f}" + ("" if s in off else " (no off-support centre)") for s, d in diffs))
 
 
 def _notes(ctx):
     p = ctx.params
     by = {(r["arm"], r["seed"]): r for r in ctx.rows}
-    T = p["steps"] * p["batch"]
+    T = p["steps"] * p["batch"] / p["centres"]
     for seed in ctx.seeds:
         o, q = by["orm", seed], by["prm", seed]
         ctx.notes.append(
             f"seed {seed}: {o['off_support_count']} of {o['centres']} centres have base likelihood < "
             f"{p['off_support']:g} (\"off-support\"; the paper saw 4 of 32); they hold "
             f"{o['off_support_test_mass']:.3f} of the held-out contexts. {o['below_1_over_T_count']} centres "
-            f"(test mass {o['below_1_over_T_test_mass']:.3f}) lie below 1/T, T = {p['steps']}·{p['batch']} = {T} "
-            "outcome-reward queries of the ORM arm.")
+            f"(test mass {o['below_1_over_T_test_mass']:.3f}) lie below 1/T, T = {p['steps']}·{p['batch']}/"
+            f"{p['centres']} = {T:g} outcome-reward queries per centre of the ORM arm.")
         if o["off_support_mean_likelihood_end"] is not None:
             ctx.notes.append(
                 f"seed {seed}: off-support centres' mean likelihood at step {p['steps']}: ORM "
@@ -182,7 +249,7 @@ def _plot(ctx, curves, seed):
         ax.axhline(row["off_support_test_mass"], color="k", ls="--", lw=1,
                    label=f"test mass of off-support centres ({row['off_support_test_mass']:.3f})")
     ax.axhline(row["below_1_over_T_test_mass"], color="k", ls=":", lw=1,
-               label=f"test mass of centres below 1/T ({row['below_1_over_T_test_mass']:.3f})")
+               label=f"test mass of centres below 1/(T/centres) ({row['below_1_over_T_test_mass']:.3f})")
     ax.set_xlabel("post-training step")
     ax.set_ylabel("test error 1 − E p(y*|x) (exact, held out)")
     ax.set_ylim(0, None)

@@ -1,4 +1,4 @@
-"""lq-curves — the Likelihood Quantile along pre-training (paper Figure 2b/c, SPEC §6).
+"""lq-curves — the Likelihood Quantile along pre-training (paper Figure 2b/c, docs/theory.md §6).
 
 Pre-training is a chain of engine runs (``algo.name = "sgd"`` batched, Adagrad): block b starts from block
 b−1's last checkpoint with a fresh optimiser state, which is how the paper's checkpoints were produced. Each
@@ -31,8 +31,41 @@ def _last_checkpoint(folder):
     return ckpts[-1]
 
 
+def _register(ctx, p):
+    ctx.predict("start_is_uniform", "Q(ε) and Q^TL(ε) of the step-0 model (w = 0) at every ε",
+                f"Q = k^−N = 10^{-p['N'] * math.log10(p['k']):.2f} and Q^TL = 1/k exactly", "relative 1e-9",
+                "an estimator or likelihood kernel off by anything would miss the closed form")
+    ctx.predict("lq_moves_right", "log10 Q(ε) at ε = 0.1 and 0.5 across the checkpoints, every seed",
+                "non-decreasing with pre-training, and the last checkpoint's Q(0.5) at least "
+                f"{p['min_rise_decades']} decades above the start's",
+                f"a fall of at most {p['tol_fall_decades']} decades between consecutive checkpoints (the estimator's "
+                f"noise on {p['contexts']} contexts)",
+                "a run that replayed or stopped learning would not rise; the step-0 row is the fixed anchor")
+
+
+def _verdicts(ctx, p, summary):
+    eps = np.asarray(p["eps"], float)
+    start = [r for r in ctx.rows if r.get("step") == 0 and r.get("eps") is not None]
+    uq, utl = -p["N"] * math.log(p["k"]), -math.log(p["k"])
+    worst = max(max(abs(r["log_Q"] / uq - 1), abs(r["log_Q_TL"] / utl - 1)) for r in start)
+    ctx.verdict("start_is_uniform", len(start) == len(eps) * len(ctx.seeds) and worst <= 1e-9,
+                f"largest relative deviation of log Q / log Q^TL from the closed form: {worst:.2e} over "
+                f"{len(start)} rows")
+    falls, rises = [], []
+    for seed in ctx.seeds:
+        rows = sorted((r for r in summary if r["seed"] == seed), key=lambda r: r["step"])
+        for col in ("log10_Q_0.1", "log10_Q_0.5"):
+            v = np.array([r[col] for r in rows])
+            falls.append(float(np.max(v[:-1] - v[1:])) if len(v) > 1 else 0.0)
+        rises.append(rows[-1]["log10_Q_0.5"] - rows[0]["log10_Q_0.5"])
+    ok = max(falls) <= p["tol_fall_decades"] and min(rises) >= p["min_rise_decades"]
+    ctx.verdict("lq_moves_right", ok, f"largest fall between consecutive checkpoints {max(falls):.3f} decades; "
+                f"rise of Q(0.5) from the start {min(rises):.2f} decades (smallest over seeds)")
+
+
 def run(ctx):
     p = ctx.params
+    _register(ctx, p)
     per_ckpt = {}
     for seed in ctx.seeds:
         task = _task(ctx, p, seed)
@@ -40,7 +73,9 @@ def run(ctx):
         for b in range(1, p["blocks"] + 1):
             over = {"task.d": p["d"], "task.k": p["k"], "task.N": p["N"], "task.seed": seed, "run.seed": seed,
                     "algo.batch": p["batch"], "algo.lr": p["lr"], "run.rounds": p["block_steps"],
-                    "run.eval_every": p["block_steps"], "run.checkpoint_every": p["block_steps"]}
+                    "run.eval_every": p["block_steps"], "run.checkpoint_every": p["block_steps"],
+                    # every block continues the one pre-training stream: fresh contexts at every step
+                    "task.offset": (b - 1) * p["block_steps"] * p["batch"]}
             if weights[-1][1] is None:
                 over["base.kind"] = "zero"
             else:
@@ -57,6 +92,7 @@ def run(ctx):
                 per_ckpt[seed, step] = lik
                 _record(ctx, p, seed, step, lik)
     summary = _summary(p, per_ckpt)
+    _verdicts(ctx, p, summary)
     _notes(ctx, p, summary)
     _plot(ctx, p, per_ckpt, ctx.seeds[0])
     cols = ["step", "test_error", "median_likelihood", "log10_Q_0.1", "log10_Q_0.5", "log10_QTL_0.001",

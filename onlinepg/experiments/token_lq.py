@@ -1,4 +1,9 @@
-"""token-lq — same α, different token profile: ORM cost follows α, PRM cost follows Q^TL (SPEC §6)."""
+"""token-lq — same α, different token profile: ORM cost follows α, PRM cost follows Q^TL (docs/theory.md §6).
+
+The bottleneck's hard token has probability h = α/easy^{N−1}; every α of the spec must give h > 1/k, or token
+exploration from the uniform half of ½q₀ + ½Unif (probability ≥ 1/(2k) on the hard token) would cap the process
+reward's cost and hide Q^TL (the run refuses such parameters).
+"""
 import itertools
 import math
 
@@ -6,6 +11,7 @@ import numpy as np
 
 from ..build import build_task
 from ..config import apply_overrides, resolve
+from ..errors import ConfigError
 from ..tasks import bottleneck_base, cells_base
 from .common import first_reaching, markdown_table, mean_over_seeds, pyplot
 
@@ -24,8 +30,29 @@ def _profile(ctx, base_kind, alpha, seed):
     return float(np.exp(ll.min())), float(np.exp(mn.min()))
 
 
+def _register(ctx, p):
+    ctx.predict("orm_same_alpha", "ORM best-of-m: query ratio bottleneck / flat base, every α",
+                "1 (the outcome reward sees only the sequence likelihood α)",
+                f"within [1/{p['tol_orm_ratio']}, {p['tol_orm_ratio']}]",
+                "the PRM ratio at the smallest α must lie outside this band")
+    lo, hi = p["prm_slope_band"]
+    ctx.predict("prm_follows_qtl", "PRM Algorithm 2: log-log slope of the bottleneck / flat query ratio against "
+                "the Q^TL ratio flat / bottleneck, across α",
+                "1 where N/Q^TL dominates the cost, less where the additive 1/ε term does", f"in [{lo}, {hi}]",
+                f"the ORM arm's slope against the same Q^TL ratios must lie below {lo}")
+
+
 def run(ctx):
     p = ctx.params
+    k, N = ctx.config["task"]["k"], ctx.config["task"]["N"]
+    for alpha in p["alpha"]:
+        hard = alpha / p["easy"] ** (N - 1)
+        if not hard > 1.0 / k:
+            raise ConfigError(f"token-lq: alpha = {alpha:g} gives a hard-token probability α/easy^(N−1) = "
+                              f"{hard:.3g} "
+                              f"≤ 1/k = {1 / k:.3g}, where the uniform half of the exploration caps the process "
+                              "reward's cost; raise alpha or easy")
+    _register(ctx, p)
     with ctx.stage("flat vs bottleneck base, outcome vs process reward"):
         for alpha, base_kind, seed, arm in itertools.product(p["alpha"], ("flat", "bottleneck"), ctx.seeds, ARMS):
             over, column = ARMS[arm]
@@ -42,18 +69,45 @@ def run(ctx):
             ctx.record(arm, cell, seed, Q=Q, Q_TL=QTL, queries=q, reached=q is not None, rounds=s["rounds"])
     agg = mean_over_seeds(ctx.rows, ["arm", "alpha", "base"], ["Q", "Q_TL", "queries", "rounds"])
     agg.sort(key=lambda r: (r["arm"], -r["alpha"], r["base"]))
+    ratios = _ratios(agg, p["alpha"])
     for arm in ARMS:
-        ratios = []
-        for alpha in p["alpha"]:
-            d = {r["base"]: r["queries"] for r in agg if r["arm"] == arm and r["alpha"] == alpha}
-            if d.get("flat") and d.get("bottleneck"):
-                ratios.append(f"α={alpha:g}: {d['bottleneck'] / d['flat']:.2g}")
-        if ratios:
-            ctx.notes.append(f"{arm}: bottleneck / flat query ratio — " + ", ".join(ratios))
-    ctx.notes.append("theory: the ORM ratio stays near 1 (same α); the PRM ratio grows as the bottleneck's Q^TL "
-                     "falls below 1/k, where token exploration from the uniform half takes over.")
+        ctx.notes.append(f"{arm}: bottleneck / flat query ratio — " +
+                         ", ".join(f"α={a:g}: {r[arm]:.3g} (Q^TL ratio {r['qtl']:.3g})" for a, r in ratios.items()
+                                   if r[arm] is not None))
+    _verdicts(ctx, p, ratios)
     _plot(ctx, agg)
     ctx.write(markdown_table(agg, ["arm", "alpha", "base", "Q", "Q_TL", "queries", "rounds", "seeds"]))
+
+
+def _ratios(agg, alphas):
+    """Per α: the query ratio bottleneck / flat of each arm (None if a run missed ε) and Q^TL flat / bottleneck."""
+    out = {}
+    for alpha in alphas:
+        row = {}
+        for arm in ARMS:
+            d = {r["base"]: r for r in agg if r["arm"] == arm and r["alpha"] == alpha}
+            q = (d["flat"]["queries"], d["bottleneck"]["queries"])
+            row[arm] = q[1] / q[0] if all(q) else None
+            row["qtl"] = d["flat"]["Q_TL"] / d["bottleneck"]["Q_TL"]
+        out[alpha] = row
+    return out
+
+
+def _verdicts(ctx, p, ratios):
+    tol = p["tol_orm_ratio"]
+    orm = [r["orm_best_of_m"] for r in ratios.values()]
+    prm_last = ratios[min(ratios)]["prm_explore"]
+    ok = all(v is not None and 1 / tol <= v <= tol for v in orm) and prm_last is not None and prm_last > tol
+    ctx.verdict("orm_same_alpha", ok, "ORM ratios " + ", ".join("missed" if v is None else f"{v:.3g}" for v in orm)
+                + f"; PRM ratio at the smallest α: {prm_last if prm_last is None else round(prm_last, 3)}")
+    slope = {}
+    for arm in ARMS:
+        pts = [(r["qtl"], r[arm]) for r in ratios.values() if r[arm] is not None]
+        slope[arm] = (float(np.polyfit(np.log([x for x, _ in pts]), np.log([y for _, y in pts]), 1)[0])
+                      if len(pts) >= 2 else float("nan"))
+    lo, hi = p["prm_slope_band"]
+    ctx.verdict("prm_follows_qtl", lo <= slope["prm_explore"] <= hi and slope["orm_best_of_m"] < lo,
+                f"PRM slope {slope['prm_explore']:.3f}; ORM slope {slope['orm_best_of_m']:.3f}")
 
 
 def _plot(ctx, agg):
@@ -64,10 +118,10 @@ def _plot(ctx, agg):
     for (arm, base), style in styles.items():
         rows = sorted([r for r in agg if r["arm"] == arm and r["base"] == base and r["queries"]],
                       key=lambda r: -r["alpha"])
-        ax.plot([1 / r["alpha"] for r in rows], [r["queries"] for r in rows], style, label=f"{arm}, {base} base")
+        ax.plot([1 / r["Q_TL"] for r in rows], [r["queries"] for r in rows], style, label=f"{arm}, {base} base")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("1/α (base sequence likelihood⁻¹)")
+    ax.set_xlabel("1/Q^TL (the base's smallest correct-token probability⁻¹)")
     ax.set_ylabel(f"reward queries to test error ≤ {ctx.params['eps']}")
     ax.set_title("Same α, different token profile")
     ax.legend(fontsize=8)

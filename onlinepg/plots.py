@@ -39,7 +39,8 @@ def _mpl():
         import matplotlib  # noqa: F401
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("plotting needs matplotlib (a dependency of onlinepg that is missing here): pip install matplotlib") from None
+        raise ConfigError("plotting needs matplotlib (a dependency of onlinepg that is missing here): "
+                          "pip install matplotlib") from None
     return Figure
 
 

@@ -311,7 +311,6 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
     ``resume``: skip completed cells (those with summary.json), rerun failed and missing ones.
     A failing cell is recorded (status 'failed' with its error) and the others go on.
     """
-    from .sweep_backends import execute, make_backend
     t0 = time.perf_counter()
     outdir.flags(overwrite, resume)
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)

@@ -13,26 +13,16 @@ import math
 import numba
 import numpy as np
 import pytest
-from numba import njit
 
 import onlinepg as op
 import onlinepg.kernels as K
 from onlinepg.engine import run
 from reference import Model, score_grad, sequence_loglik
+from test_policy import bigram_phi as bigram_phi_k4   # the bigram map (k = 4) as a dense custom φ
 from test_resume_all import assert_same_folder
 
 B = 2 * K.PARALLEL_MIN_ROWS + 37           # several blocks, and a ragged last one
 K4, N3, D3 = 4, 3, 3
-
-
-@njit
-def bigram_phi_k4(x, y, i, a, out):
-    """The bigram map (k = 4) written as a dense custom φ."""
-    out[:] = 0.0
-    for c in range(x.shape[0]):
-        out[c * 4 + a] = x[c]
-    if i > 0:
-        out[x.shape[0] * 4 + y[i - 1] * 4 + a] = 1.0
 
 
 _CUSTOM = {}

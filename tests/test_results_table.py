@@ -2,8 +2,6 @@
 import json
 import pathlib
 
-import pytest
-
 from onlinepg.cli import main
 from onlinepg.experiments import NAMES
 from onlinepg.experiments import results as R

@@ -46,7 +46,7 @@ def run(ctx):
         ctx.predict(f"{arm}_{law}", f"{arm}: AIC of the {other} law minus AIC of the {law} law, fitted to the "
                     f"queries over the α × ε grid (α = {p['alpha']}, ε = {p['eps']})",
                     f"> 0: the {law} law fits", f"≥ {p['min_delta_aic']}",
-                    f"the other arm follows the other law, so the same comparison must come out the other way there")
+                    "the other arm follows the other law, so the same comparison must come out the other way there")
     with ctx.stage("best-of-m and fixed-mixture PG to test error ε over the α × ε grid"):
         for alpha, eps, seed, arm in itertools.product(p["alpha"], p["eps"], ctx.seeds, ARMS):
             over = {**ARMS[arm], "base.alpha": alpha, "algo.m": math.ceil(p["m_factor"] / alpha),

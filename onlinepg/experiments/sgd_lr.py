@@ -8,7 +8,6 @@ constant/adaptive grows like 1 + N. A third arm, the constant rate 1/4 (the adap
 control: it must track the adaptive arm, so a gap that came from anything but the rate's size would show.
 """
 import itertools
-import math
 
 import numpy as np
 

@@ -96,9 +96,9 @@ def run(ctx):
                 lo, hi = band[h]
                 ctx.record(arm, {"h": h}, seed, queries_budget=h / gamma2, queries=q, test_error=err, L=lo, U=hi)
     _verdicts(ctx, p, h_prm)
-    ctx.notes.append("best-of-m spends up to m + 1 queries on every round whose context it cannot find (α_g·m ≪ 1): "
-                     "at a fixed total budget those queries are taken from the reachable groups, so a larger m "
-                     "reaches U(h) later in queries, though in fewer rounds.")
+    ctx.notes.append("best-of-m spends up to m + 1 queries on every round whose context it cannot find "
+                     "(α_g·m ≪ 1): at a fixed total budget those queries are taken from the reachable groups, so a "
+                     "larger m reaches U(h) later in queries, though in fewer rounds.")
     _plot(ctx, p, gamma2, masses, arms)
     rows = [{"arm": r["arm"], "h": r["h"], "seed": r["seed"], "queries": r["queries"], "test_error": r["test_error"],
              "L": r["L"], "U": r["U"]} for r in ctx.rows]

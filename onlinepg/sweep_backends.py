@@ -247,7 +247,17 @@ def execute(backend, tasks, on_result, progress=True):
         while pending or inflight:
             while pending and len(inflight) < backend.depth:
                 task = pending.pop()
-                inflight[backend.submit(task)] = task
+                try:
+                    fut = backend.submit(task)
+                except cf.process.BrokenProcessPool:
+                    # a worker died and the pool broke before this cell was handed over: the cell waits for the
+                    # new pool; the cells still in flight on the old one come back failed below, then it restarts
+                    pending.append(task)
+                    if inflight:
+                        break
+                    backend.restart()
+                    continue
+                inflight[fut] = task
             if bar is not None:
                 bar.show(len(inflight))
             done, _ = cf.wait(inflight, timeout=1.0, return_when=cf.FIRST_COMPLETED)

@@ -1,5 +1,6 @@
 """Sweeps: the file format and its errors, keyed seeds, the Hive layout, the local process pool against a real
 two-worker Dask LocalCluster bit for bit, failing cells, and resume after a killed sweep."""
+import concurrent.futures as cf
 import json
 import os
 import pathlib
@@ -359,3 +360,29 @@ def test_cli_reports_failures_and_errors(local_run, sweep_file, tmp_path):
     res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "sweep", str(sweep_file), "--threads", "0"],
                          capture_output=True, text=True)
     assert res.returncode == 2 and "threads must be an integer >= 1" in res.stderr and "Traceback" not in res.stderr
+
+
+class BrokenOnSubmitBackend(DyingLocalBackend):
+    """The dying pool, where the break also reaches the driver as an exception from ``submit`` (it does when
+    the executor notices the dead worker before the driver collects the futures): cells are not lost."""
+
+    def __init__(self, workers):
+        super().__init__(workers)
+        self.raised = False
+
+    def submit(self, task):
+        if task["index"] == 2 and not self.raised:
+            self.raised = True
+            raise cf.process.BrokenProcessPool("the pool broke before this cell was handed over")
+        return super().submit(task)
+
+
+def test_a_pool_that_breaks_on_submit_loses_no_cell(tmp_path):
+    sw = S.load_sweep(write_sweep(tmp_path / "def"))
+    backend = BrokenOnSubmitBackend(2)
+    res = S.run_sweep(sw, tmp_path / "s", backend=backend, progress=False)
+    rows = runs(res).to_pylist()
+    assert backend.raised and len(rows) == len(sw.cells)
+    assert all(r["status"] in ("completed", "failed") for r in rows)
+    # the refused cell waited for a pool and ran; it was not recorded as failed by the refusal
+    assert not any("before this cell was handed over" in (r["error_message"] or "") for r in rows)

@@ -2,6 +2,7 @@
 import argparse
 import errno
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -32,6 +33,9 @@ def main(argv=None):
     except RunError as exc:             # e.g. a full disk: not bad input, but one line saying how to go on
         print(f"onlinepg: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:             # `onlinepg ... | head`: the reader left; stop quietly, as cat would
+        _silence_stdout()
+        return 141
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -41,6 +45,15 @@ def main(argv=None):
     except KeyboardInterrupt as exc:    # Ctrl-C: commands that can resume say how (errors.Interrupted)
         print(f"onlinepg: error: {exc or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null so the interpreter's final flush does not raise a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -24,3 +24,14 @@ def test_resume_needs_out():
     res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "run", "--resume"], capture_output=True,
                          text=True)
     assert res.returncode == 2 and "--resume needs --out" in res.stderr
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path):
+    """`onlinepg experiment ... | head -1`: no traceback when the reader leaves (exit 141, like SIGPIPE)."""
+    import subprocess
+    import sys
+    cmd = (f"{sys.executable} -m onlinepg.cli experiment sgd-lr --scale small --seeds 1 --set T=400 "
+           f"--out {tmp_path / 'e'} | head -c 1 >/dev/null; echo \"status=${{PIPESTATUS[0]}}\"")
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert "status=141" in res.stdout or "status=0" in res.stdout

@@ -27,3 +27,8 @@ def read_data(*parts):
         raise ConfigError(f"{'/'.join(parts)} is not among the files shipped with onlinepg (package {PACKAGE}); "
                           "the installation is incomplete: reinstall onlinepg")
     return node.read_text(encoding="utf-8")
+
+
+def example_configs():
+    """Names of the shipped example run configs (``data/configs/<name>.toml``), sorted."""
+    return sorted(n.name[:-5] for n in data_file("configs").iterdir() if n.name.endswith(".toml"))

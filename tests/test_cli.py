@@ -35,3 +35,15 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path):
     res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert "Traceback" not in res.stderr, res.stderr
     assert "status=141" in res.stdout or "status=0" in res.stdout
+
+
+def test_run_takes_the_name_of_a_shipped_example(tmp_path, capsys):
+    from onlinepg.cli import main
+    from onlinepg.shipped import example_configs
+    assert {"best_of_m", "pg", "pg_batch", "pg_process", "perceptron", "sgd", "default"} <= set(example_configs())
+    assert main(["run", "best_of_m", "--set", "run.rounds=50", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    saved = (tmp_path / "r" / "config.toml").read_text()
+    assert 'name = "best_of_m"' in saved and "rounds = 50" in saved
+    assert main(["run", "no_such_example", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "CONFIG: 'no_such_example'" in err and "best_of_m" in err and not (tmp_path / "x").exists()

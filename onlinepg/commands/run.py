@@ -21,7 +21,9 @@ SUMMARY_KEYS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampl
 
 
 def add_arguments(p):
-    p.add_argument("config", nargs="?", help="a TOML config (see data/configs/); omit for the default")
+    p.add_argument("config", nargs="?", help="a TOML config file, or the name of a shipped example config "
+                                             "(best_of_m, pg, pg_batch, pg_process, perceptron, sgd, default); "
+                                             "omit for the default")
     p.add_argument("--out", help="output folder (default: runs/<name>-<timestamp>)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -30,10 +32,23 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _config(name):
+    """A path stays a path; a bare name that is no file is a shipped example config (its TOML, as a dict)."""
+    from pathlib import Path
+    if not name or Path(name).exists() or "/" in name or name.endswith(".toml"):
+        return name or None
+    from .. import config as C
+    from ..shipped import example_configs, read_data
+    if name not in example_configs():
+        raise ConfigError(f"CONFIG: {name!r} is neither a file nor a shipped example config; examples: "
+                          f"{', '.join(example_configs())}")
+    return C.tomllib.loads(read_data("configs", f"{name}.toml"))
+
+
 def main(args):
     from ..engine import run
 
-    config = args.config or None        # None: the default experiment (or, with --resume, the saved config)
+    config = _config(args.config)       # None: the default experiment (or, with --resume, the saved config)
     out = args.out
     if out is None:
         if args.resume:

@@ -157,11 +157,9 @@ def run(quick=False, log=print):
         note = ("first runs that compiled most: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in top)
                 + f"; the runs' own work ({cold['tour_again_s']:.2f} s, timed by repeating them) excluded")
         if not ok:
-            note += (". Why: the first per-round run compiles kernels/online.run_rounds, one function holding every "
-                     "per-round algorithm with the feature primitives inlined at each call site, and the batch "
-                     "kernels compile twice (parallel, and serial twins for small batches); Numba compiles on one "
-                     "core. Would close it: compile the kernels in two processes at once (each is cached on its "
-                     "own, so a warm-up step can split them over the 2 cores), or inline less into run_rounds")
+            note += (". Why: this tour runs every algorithm, so it compiles every per-round chunk driver "
+                     "(kernels/rounds, one per algorithm) and the batch kernels; Numba compiles on one core. "
+                     "`onlinepg warmup` compiles them in parallel processes")
         sec.add(cold_name, f"{cold['startup_s']:.1f} s", target=f"< {COLD_TARGET_S:.0f} s", verdict=verdict(ok),
                 note=note, data=cold)
     sec.add("Warm start-up (import + cached kernels of every algorithm)"

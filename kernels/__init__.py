@@ -7,10 +7,8 @@ per-sequence and batched kernels, and one round kernel per online algorithm (``p
 ``codes``.
 """
 from .advantages import group_advantages
-from .batch import (BLOCK, grad_batch, grad_batch_bigram, grad_batch_bigram_serial, grad_batch_serial, loglik_batch,
-                    loglik_batch_bigram, loglik_batch_bigram_serial, loglik_batch_serial, margin_batch,
-                    margin_batch_serial, n_blocks, sample_batch, sample_batch_bigram, sample_batch_bigram_serial,
-                    sample_batch_serial)
+from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
+                    margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
                        rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
                        uniform_ids_serial)

@@ -118,68 +118,6 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
             g[t] += acc[blk, t]
 
 
-# --- bigram-only kernels: the fast paths above on their own, so a bigram run never compiles the generic
-# per-behaviour sampler, likelihood and gradient (``onlinepg.FeatureSpec.kernel`` picks them for bigram maps;
-# loglik and grad keep the generic signature) ---------------------------------------------------------------------
-
-
-@njit(cache=True, parallel=True)
-def sample_batch_bigram(fm, w, X, states, Y, lse, logp):
-    """``sample_batch`` for a bigram map and the on-policy behaviour (then log q = log p): writes Y, lse, logp."""
-    B = X.shape[0]
-    k = fm[1]
-    ET, rm = bigram_tables(fm, w, X.shape[1], True)
-    scratch = block_scratch(B, 4, k)
-    for blk in prange(n_blocks(B)):
-        u = scratch[blk, 0]
-        eu = scratch[blk, 1]
-        lg = scratch[blk, 2]
-        e = scratch[blk, 3]
-        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            logp[b] = sample_sequence_bigram(fm, w, X[b], ET, rm, states[b], Y[b], lse[b], u, eu, lg, e)
-
-
-@njit(cache=True, parallel=True)
-def loglik_batch_bigram(fm, w, X, J, Y, loglik, min_token, token_logp):
-    """``loglik_batch`` for a bigram map (same arguments; J is not read)."""
-    B = X.shape[0]
-    k = fm[1]
-    ET, rm = bigram_tables(fm, w, X.shape[1], True)
-    scratch = block_scratch(B, 4, k)
-    for blk in prange(n_blocks(B)):
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
-        eu = scratch[blk, 2]
-        e = scratch[blk, 3]
-        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            loglik[b], min_token[b] = sequence_loglik_bigram(fm, w, X[b], ET, rm, Y[b], token_logp[b], u, eu, lg, e)
-
-
-@njit(cache=True, parallel=True)
-def grad_batch_bigram(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
-    """``grad_batch`` for a bigram map (same arguments; J and lse are not read: the normalisers come from the
-    shared exponentials, as in ``grad_batch``)."""
-    B = X.shape[0]
-    k = fm[1]
-    D = w.shape[0]
-    nb = n_blocks(B)
-    acc = np.zeros((nb, D))
-    ET, rm = bigram_tables(fm, w, X.shape[1], True)
-    scratch = block_scratch(B, 6, k)
-    for blk in prange(nb):
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
-        coef = scratch[blk, 2]
-        cu = scratch[blk, 3]
-        eu = scratch[blk, 4]
-        e = scratch[blk, 5]
-        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            accumulate_grad_bigram(fm, w, X[b], Y[b], adv[b], ET, rm, scale, acc[blk], u, eu, lg, e, coef, cu)
-    for blk in range(nb):
-        for t in range(D):
-            g[t] += acc[blk, t]
-
-
 @njit(cache=True, parallel=True)
 def margin_batch(fm, w, X, J, Ystar, gaps):
     """gaps[b] = the smallest score gap of ``w`` along the correct path ``Ystar[b]`` (float64[B])."""
@@ -197,6 +135,3 @@ sample_batch_serial = serial_twin(sample_batch)
 loglik_batch_serial = serial_twin(loglik_batch)
 grad_batch_serial = serial_twin(grad_batch)
 margin_batch_serial = serial_twin(margin_batch)
-sample_batch_bigram_serial = serial_twin(sample_batch_bigram)
-loglik_batch_bigram_serial = serial_twin(loglik_batch_bigram)
-grad_batch_bigram_serial = serial_twin(grad_batch_bigram)

@@ -7,15 +7,12 @@ from . import kernels as K
 from . import validate as v
 
 KINDS = ("bigram", "cells", "custom")
-_BIGRAM_ONLY = ("loglik_batch", "grad_batch")   # kernels with a bigram-only twin of the same signature
 
 
 def pick(namespace, name, rows):
     """Kernel ``name`` from ``namespace`` for a batch of ``rows``: its serial twin below
     ``kernels.PARALLEL_MIN_ROWS`` rows, where waking the thread pool costs more than the work."""
     return getattr(namespace, name if rows >= K.PARALLEL_MIN_ROWS else name + "_serial")
-
-
 _CODES = {"bigram": K.BIGRAM, "cells": K.CELLS, "custom": K.CUSTOM}
 
 
@@ -78,10 +75,7 @@ class FeatureSpec:
         return 0 if self.kind == "cells" else self.d
 
     def kernel(self, name, rows):
-        """The batch kernel ``name`` (e.g. 'loglik_batch') for this map, sized for ``rows`` rows. Bigram maps get
-        the bigram-only twin where one takes the same arguments, so they never compile the generic paths."""
-        if self.kind == "bigram" and name in _BIGRAM_ONLY:
-            name += "_bigram"
+        """The batch kernel ``name`` (e.g. 'sample_batch') for this map, sized for ``rows`` rows."""
         return pick(self.kernels, name, rows)
 
     @cached_property

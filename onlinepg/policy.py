@@ -73,13 +73,8 @@ class Policy:
         states = np.empty((B, 4), np.uint64)
         K.seed_streams(seed, first_stream, states)
         out = Samples(np.empty((B, N), np.int64), np.empty(B), np.empty(B), np.empty((B, N)))
-        if self.features.kind == "bigram" and code == K.POLICY:   # the fast path alone: nothing else compiled
-            self.features.kernel("sample_batch_bigram", B)(self.features.fm, self.w, X, states, out.Y, out.lse,
-                                                           out.logp)
-            out.logq[:] = out.logp
-        else:
-            self.features.kernel("sample_batch", B)(self.features.fm, self.w, w0, X, J, code, eps, states,
-                                                    out.Y, out.lse, out.logp, out.logq)
+        self.features.kernel("sample_batch", B)(self.features.fm, self.w, w0, X, J, code, eps, states,
+                                           out.Y, out.lse, out.logp, out.logq)
         return out
 
     def loglik(self, X=None, J=None, Y=None):

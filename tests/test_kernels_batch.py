@@ -304,32 +304,3 @@ def test_bigram_fast_path_falls_back_exactly_on_extreme_logits():
     for b in range(B):
         K.accumulate_grad(fm, w, X[b], 0, Y[b], np.ones(N), np.zeros(N), False, 1.0, g_ref, u, lg, coef, cu)
     np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("B", [5, 3 * K.BLOCK + 7])
-@pytest.mark.parametrize("serial", [False, True])
-def test_bigram_only_kernels_equal_the_generic_ones_bit_for_bit(B, serial):
-    """sample/loglik/grad_batch_bigram are the generic kernels' bigram fast paths on their own: same outputs."""
-    from conftest import build_case
-    case = build_case("bigram", 5, 4, tscale=0.7, d=3, seed=11)
-    X, J = _contexts(case, B, 5)
-    sfx = "_serial" if serial else ""
-    Y, lse, logp, logq, _ = _sample(case, X, J, K.POLICY, seed=91)
-    states = np.zeros((B, 4), dtype=np.uint64)
-    K.seed_streams(91, 0, states)
-    Y2, lse2, logp2 = np.empty_like(Y), np.empty_like(lse), np.empty_like(logp)
-    getattr(K, "sample_batch_bigram" + sfx)(case.fm, case.w, X, states, Y2, lse2, logp2)
-    assert np.array_equal(Y, Y2) and np.array_equal(lse, lse2) and np.array_equal(logp, logp2)
-    outs = []
-    for name in ("loglik_batch", "loglik_batch_bigram"):
-        ll, mn, tok = np.empty(B), np.empty(B), np.empty((B, case.N))
-        getattr(K, name + sfx)(case.fm, case.w, X, J, Y, ll, mn, tok)
-        outs.append((ll, mn, tok))
-    assert all(np.array_equal(a, b) for a, b in zip(*outs))
-    adv = np.random.default_rng(2).normal(size=(B, case.N))
-    gs = []
-    for name in ("grad_batch", "grad_batch_bigram"):
-        g = np.zeros(case.model.D)
-        getattr(K, name + sfx)(case.fm, case.w, X, J, Y, adv, lse, True, 0.5, g)
-        gs.append(g)
-    assert np.array_equal(gs[0], gs[1])

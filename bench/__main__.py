@@ -124,12 +124,12 @@ def miss_notes(sections, info):
         pg = _row(sections, 2, "onlinepg PG").data["rounds_per_second"]
         vw = _row(sections, 2, "Vowpal Wabbit").data["rounds_per_second"]
         speed.note = (f"VW's C++ core behind one Python call a round runs {human(vw)} rounds/s; onlinepg's generic "
-                      f"per-round kernel (kernels/online.run_rounds) takes {1e9 / pg:.0f} ns a round")
+                      f"per-round chunk driver (kernels/rounds) takes {1e9 / pg:.0f} ns a round")
         if floor is not None:
             f = 1e9 / floor.data["ns_per_round_floor"]
             speed.note += (f", against {floor.data['ns_per_round_floor']:.0f} ns for the same learner fused for N = 1 "
                            f"(section 4: xᵀW1 once, rank-one update): {human(f)} rounds/s = {f / vw:.0f}× VW. "
-                           + ("A fused N = 1 path in run_rounds would close it (bench/limit.py's docstring says what "
+                           + ("A fused N = 1 path in the per-round kernels would close it (bench/limit.py's docstring says what "
                               "the generic round repeats)" if f / vw >= 20 else
                               "Even fused, the round stays below 20× VW on this machine"))
     for sec in sections:

@@ -7,7 +7,7 @@ W1* ∈ R^{10×20} ~ N(0, 1), hence linearly separable. It is drawn once and eve
 in the same order:
 
 * onlinepg: on-policy PG with the adaptive learning rate and 0/1 outcome reward (bandit feedback: only
-  whether the sampled action was right), ``kernels.online.run_rounds`` on the precomputed rows, with exactly
+  whether the sampled action was right), the per-round chunk driver (``kernels.rounds.DRIVERS``) on the precomputed rows, with exactly
   the parameters and sampling seed ``onlinepg.engine.run`` uses (checked: the engine's own run of the same
   config makes the same number of mistakes);
 * Vowpal Wabbit ``--cbify 10`` through its Python package, one ``learn(example_string)`` call per round: VW
@@ -56,22 +56,24 @@ class OnlinepgLearner:
     def __init__(self, algo, X, J, Ystar):
         from onlinepg import config as C
         from onlinepg.build import ContextStream, build_base, build_task
-        from onlinepg.kernels import online
+        from onlinepg.kernels import codes
+        from onlinepg.kernels.rounds import DRIVERS
         from onlinepg.learners import make_learner
         from onlinepg.policy import Policy
         cfg = C.resolve(_config(algo, len(X)))
         task = build_task(cfg)
         base = build_base(task, cfg)
         self.L = make_learner(cfg, ContextStream(task, cfg), Policy(task.features, base.w), base)
-        self.O, self.X, self.J, self.Ystar = online, X, J, Ystar
-        self.trace = np.empty((2, online.NTRACE))        # trace_every is huge: only round 0 writes a row
+        self.O, self.X, self.J, self.Ystar = codes, X, J, Ystar
+        self.run = DRIVERS[self.L.kind]                  # the learner's own compiled chunk driver
+        self.trace = np.empty((2, codes.NTRACE))        # trace_every is huge: only round 0 writes a row
         self.name = {"pg": "onlinepg PG, adaptive LR (bandit feedback)",
                      "perceptron": "onlinepg perceptron (full information)"}[algo]
 
     def process(self, lo, hi):
         L = self.L
-        self.O.run_rounds(L.ip, L.fp, L.features.fm, L.policy.w, L.w0, L.G2, self.X[lo:hi], self.J[lo:hi],
-                          self.Ystar[lo:hi], lo, L.seed, L.counters, 1 << 62, self.trace)
+        self.run(L.params, L.features.fm, L.policy.w, L.w0, L.G2, self.X[lo:hi], self.J[lo:hi], self.Ystar[lo:hi],
+                 lo, L.seed, L.counters, 1 << 62, self.trace)
 
     @property
     def mistakes(self):
@@ -199,7 +201,7 @@ def run(quick=False, log=print):
     learners, horizons, skipped = {}, {}, {}
     for algo in ("pg", "perceptron"):
         learners[algo], horizons[algo] = OnlinepgLearner(algo, X, J, Ystar), T
-        OnlinepgLearner(algo, X, J, Ystar).process(0, 10)      # load/compile run_rounds outside the clock
+        OnlinepgLearner(algo, X, J, Ystar).process(0, 10)      # load/compile the chunk driver outside the clock
     for key, cls, package, H in (("vw", VWLearner, "vowpalwabbit", T), ("river", RiverLearner, "river", h_river),
                                  ("sklearn", SklearnLearner, "scikit-learn", h_sk)):
         t0 = time.perf_counter()

@@ -19,7 +19,7 @@ the real kernels, one xoshiro draw per token and nothing else:
 For the N = 1 bandit stream of section 2, ``bandit_floor`` is one fused round of on-policy PG with the
 adaptive rate (u = xᵀW1 once, k exponentials, expected-mistake score, inverse-CDF draw, and on a correct
 draw the rank-one update W1 += η x ⊗ coef with ‖g‖² = ‖x‖²‖coef‖²), against the engine's
-``kernels.online.run_rounds`` on the same stream (which also scores log p(y*|x) exactly, and recomputes xᵀW1
+the per-round chunk driver (``kernels.rounds.DRIVERS``) on the same stream (which also scores log p(y*|x) exactly, and recomputes xᵀW1
 for the score, the sample and the gradient, and sweeps all D weights to zero, measure and apply g).
 
 The share is pg_floor's time over the real step's (``bench.kernels.OnlinePG`` at the same B, N, k, d = k):
@@ -286,7 +286,7 @@ def _bandit_rows(sec, quick, reps):
             times[key].append(time.perf_counter() - t0)
     med = {key: statistics.median(v) / T * 1e9 for key, v in times.items()}
     sec.add(f"N = 1 bandit round (k = {K_CLASSES}, d = 20; section 2's stream, {T:,} rounds): engine kernel vs "
-            "fused floor", f"run_rounds {med['engine']:.0f} ns/round ({1e9 / med['engine']:.3g} rounds/s) vs "
+            "fused floor", f"chunk driver {med['engine']:.0f} ns/round ({1e9 / med['engine']:.3g} rounds/s) vs "
             f"bandit_floor {med['floor']:.0f} ns/round ({1e9 / med['floor']:.3g} rounds/s)",
             f"engine at {med['floor'] / med['engine']:.0%} of the floor",
             note=f"mistakes: {mistakes['engine']:,} vs {mistakes['floor']:,} (same learner, different draws)",

@@ -4,7 +4,7 @@ long run.
     python -m bench.startup [--quick]
 
 * **Cold**: a fresh Python process with an empty ``NUMBA_CACHE_DIR`` imports onlinepg and plays one tiny run
-  of every algorithm through ``onlinepg.engine.run`` (``ENGINE_TOUR``: per-round sgd, pg, best_of_m,
+  of every algorithm through ``onlinepg.engine.run`` (``onlinepg.warmup.TOUR``: per-round sgd, pg, best_of_m,
   pg_process in its three variants, perceptron; batched sgd and pg_batch with outcome and process rewards, at
   batches below and above the serial/parallel threshold; teacher tasks with Rademacher and mixture contexts
   and a pre-trained base; a cells task with a prescribed-likelihood base). Every kernel the engine can call
@@ -32,40 +32,10 @@ from .report import PRISTINE_ENV, LoadMeter, Section, verdict
 ROOT = Path(__file__).resolve().parent.parent
 COLD_TARGET_S, WARM_TARGET_S = 30.0, 2.0
 
-_TEACHER = {"kind": "teacher", "d": 6, "k": 4, "N": 3, "contexts": "rademacher", "test_contexts": 256}
-_RUN = {"rounds": 200, "eval_every": 100, "progress": False}
-ENGINE_TOUR = [
-    ("sgd", {"algo": {"name": "sgd"}}),
-    ("sgd batched", {"algo": {"name": "sgd", "batch": 8}, "run": {"rounds": 20, "eval_every": 10}}),
-    ("pg (uniform behaviour, ±1, group of 4, loo)", {"algo": {"name": "pg", "behaviour": "uniform",
-                                                              "reward": "pm1", "group_size": 4, "baseline": "loo"}}),
-    ("pg (mixture behaviour, importance weights)", {"algo": {"name": "pg", "behaviour": "mixture",
-                                                             "iw_clip": 4.0}}),
-    ("best_of_m", {"algo": {"name": "best_of_m"}}),
-    ("pg_process explore", {"algo": {"name": "pg_process", "variant": "explore"}}),
-    ("pg_process binary_search", {"algo": {"name": "pg_process", "variant": "binary_search"}}),
-    ("pg_process on_policy", {"algo": {"name": "pg_process", "variant": "on_policy"}}),
-    ("perceptron", {"task": {"N": 1}, "algo": {"name": "perceptron"}}),
-    ("pg_batch outcome (batch 8)", {"algo": {"name": "pg_batch", "batch": 8, "baseline": "batch_mean"},
-                                    "run": {"rounds": 20, "eval_every": 10}}),
-    ("pg_batch process (batch 256), mixture contexts, pretrained base",
-     {"task": {"contexts": "mixture", "centres": 4}, "base": {"kind": "pretrain", "steps": 5},
-      "algo": {"name": "pg_batch", "batch": 256, "reward_type": "process"}, "run": {"rounds": 5, "eval_every": 5}}),
-    ("pg on cells, alpha base", {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50},
-                                 "base": {"kind": "alpha", "alpha": 0.1}, "algo": {"name": "pg", "behaviour": "base"}}),
-]
 
-
-def tour_configs():
-    out = []
-    for name, over in ENGINE_TOUR:
-        cfg = {"task": dict(_TEACHER), "run": dict(_RUN)}
-        for section, values in over.items():
-            cfg.setdefault(section, {}).update(values)
-        if cfg["task"]["kind"] == "cells":
-            cfg["task"] = {k: v for k, v in cfg["task"].items() if k not in ("d", "contexts")}
-        out.append((name, cfg))
-    return out
+def _tour_configs():
+    from onlinepg.warmup import tour_configs    # imported late: probe() times the import of onlinepg
+    return tour_configs()
 
 
 def probe():
@@ -77,12 +47,12 @@ def probe():
     t1 = time.perf_counter()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, cfg) in enumerate(tour_configs()):
+        for i, (name, cfg) in enumerate(_tour_configs()):
             s0 = time.perf_counter()
             onlinepg.run(cfg, f"{tmp}/{i}")
             runs.append(dict(name=name, seconds=time.perf_counter() - s0))
         t2 = time.perf_counter()
-        for i, (name, cfg) in enumerate(tour_configs()):
+        for i, (name, cfg) in enumerate(_tour_configs()):
             onlinepg.run(cfg, f"{tmp}/again-{i}")
         t3 = time.perf_counter()
     print(json.dumps(dict(import_s=t1 - t0, runs=runs, tour_s=t2 - t1, tour_again_s=t3 - t2, exit_t=t3)))
@@ -133,7 +103,7 @@ def run(quick=False, log=print):
     n_mem = (10**4, 10**5) if quick else (10**6, 10**7)
     sec = Section(5, "Start-up and memory",
                   setup=f"Cold and warm: a fresh Python process (empty, then reused NUMBA_CACHE_DIR) imports "
-                        f"onlinepg and plays {len(ENGINE_TOUR)} tiny runs covering every algorithm through "
+                        f"onlinepg and plays {len(_tour_configs())} tiny runs covering every algorithm through "
                         "onlinepg.engine.run, then the same runs again; the figure is its wall time (interpreter "
                         "start and exit included) less the runs' own work. Peak RSS: VmHWM of a fresh process per "
                         "run length.")
@@ -144,7 +114,7 @@ def run(quick=False, log=print):
             log("[5] warm start with the environment's own kernel cache (--quick: no cold compile)")
             cold, warm = None, _subprocess()
         else:
-            log(f"[5] cold compile of the whole engine (fresh cache), then warm start ({len(ENGINE_TOUR)} tiny runs)")
+            log(f"[5] cold compile of the whole engine (fresh cache), then warm start ({len(_tour_configs())} tiny runs)")
             cold, warm = cold_warm()
         log(f"[5] peak RSS of {n_mem[0]:.0e}- and {n_mem[1]:.0e}-round bandit runs")
         rss = {n: peak_rss_mib(n) for n in n_mem}
@@ -157,18 +127,16 @@ def run(quick=False, log=print):
         note = ("first runs that compiled most: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in top)
                 + f"; the runs' own work ({cold['tour_again_s']:.2f} s, timed by repeating them) excluded")
         if not ok:
-            note += (". Why: the first per-round run compiles kernels/online.run_rounds, one function holding every "
-                     "per-round algorithm with the feature primitives inlined at each call site, and the batch "
-                     "kernels compile twice (parallel, and serial twins for small batches); Numba compiles on one "
-                     "core. Would close it: compile the kernels in two processes at once (each is cached on its "
-                     "own, so a warm-up step can split them over the 2 cores), or inline less into run_rounds")
+            note += (". Why: this tour runs every algorithm, so it compiles every per-round chunk driver "
+                     "(kernels/rounds, one per algorithm) and the batch kernels; Numba compiles on one core. "
+                     "`onlinepg warmup` compiles them in parallel processes")
         sec.add(cold_name, f"{cold['startup_s']:.1f} s", target=f"< {COLD_TARGET_S:.0f} s", verdict=verdict(ok),
                 note=note, data=cold)
     sec.add("Warm start-up (import + cached kernels of every algorithm)"
             + (" (--quick: the environment's cache)" if quick else ""), f"{warm['startup_s']:.2f} s",
             target=f"< {WARM_TARGET_S:.0f} s", verdict=verdict(warm["startup_s"] < WARM_TARGET_S),
             note=f"import onlinepg {warm['import_s']:.2f} s; whole process {warm['process_s'] - warm['tour_again_s']:.2f} s "
-                 f"with the {len(ENGINE_TOUR)} tiny runs' own work ({warm['tour_again_s']:.2f} s)" + _uncached_note(),
+                 f"with the {len(_tour_configs())} tiny runs' own work ({warm['tour_again_s']:.2f} s)" + _uncached_note(),
             data=warm)
     small, big = n_mem
     grow = rss[big] / rss[small]

@@ -1,8 +1,12 @@
 """onlinepg.kernels — Numba nopython kernels of the linear autoregressive softmax policy.
 
 Pure functions over arrays and explicit RNG state; they import numpy and numba only. Every function is
-``@njit(cache=True)`` and can be called from a user's own jitted loop (see docs/embedding.md).
+``@njit(cache=True)`` and can be called from a user's own jitted loop (see docs/embedding.md): the
+per-sequence and batched kernels, and one round kernel per online algorithm (``pg_round``, ``sgd_round``, …, see
+``rounds``) with its parameters (``round_params``) and scratch (``round_workspace``). Names and codes:
+``codes``.
 """
+from .advantages import group_advantages
 from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
                     margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
@@ -13,9 +17,13 @@ from .twin import PARALLEL_MIN_ROWS, serial_twin
 from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits
 from .rng import next_u64, randint, seed_stream, seed_streams, splitmix64, uniform
-from .sequence import (BASE, EPS_MIXTURE, MIXTURE, POLICY, UNIFORM, accumulate_grad, correct_path_gap, logaddexp,
-                       sample_sequence, sequence_loglik)
+from .codes import (ADAGRAD, ADAPTIVE, BASE, BASELINES, BEHAVIOURS, CONSTANT, COUNTERS, EPS_MIXTURE, GROUP_MEAN,
+                    LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, TRACE_COLUMNS,
+                    TRACE_SCHEMA, UNIFORM)
+from .sequence import accumulate_grad, correct_path_gap, logaddexp, sample_sequence, sequence_loglik
 from .softmax import log_softmax, logsumexp, sample_categorical
-from .updates import (ADAGRAD, ADAPTIVE, CONSTANT, adaptive_lr, apply_update, clipped_importance_weight,
-                      sq_norm)
-from . import online
+from .updates import adaptive_lr, apply_update, clipped_importance_weight, sq_norm
+from . import codes, rounds
+from .rounds import (RoundParams, RoundWorkspace, bandit_round, best_of_m_round, binary_search_round, explore_round,
+                     on_policy_round, perceptron_round, pg_round, round_params, round_workspace, run_rounds,
+                     sgd_round)

@@ -13,17 +13,12 @@ import math
 
 from numba import njit
 
+from .codes import BASE, EPS_MIXTURE, MIXTURE, POLICY, UNIFORM
 from .features import finish_grad, prepare, token_grad, token_logits
 from .mathfn import exp_nonpos
 from .rng import randint, uniform
 from .softmax import FAST, logsumexp, sample_categorical
 
-# Behaviour policies q used to draw a response.
-POLICY = 0        # q = p_w (on-policy)
-UNIFORM = 1       # q = Unif(Y^N)
-BASE = 2          # q = p_{w0} (frozen base model)
-MIXTURE = 3       # q = ½ p_{w0} + ½ Unif, mixed per whole sequence
-EPS_MIXTURE = 4   # q(·|prefix) = (1−ε) p_w(·|prefix) + ε Unif(Y), mixed per token
 LOG_HALF = math.log(0.5)
 
 

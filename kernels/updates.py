@@ -8,9 +8,8 @@ import math
 
 from numba import njit
 
-ADAPTIVE = 0
-CONSTANT = 1
-ADAGRAD = 2
+from .codes import ADAGRAD, ADAPTIVE, CONSTANT  # noqa: F401 - re-exported
+
 ADAGRAD_EPS = 1e-10
 
 

@@ -1,10 +1,9 @@
 """From a resolved config to the objects a run needs: task, context stream, base model, test set."""
 import numpy as np
 
-from . import kernels as K
 from .errors import ConfigError
 from .io import load_policy
-from .policy import LR_RULES, Policy
+from .policy import Policy
 from .seeds import derive_seed
 from .tasks import Batch, CellsTask, TeacherTask, bottleneck_base, cells_base, staircase_base
 
@@ -106,10 +105,3 @@ def build_base(task, cfg):
         return staircase_base(task, b["alphas"], b["fractions"])[0]
     return bottleneck_base(task, b["alpha"], position=b["position"], easy=b["easy"])
 
-
-def rule_code(name):
-    return LR_RULES[name]
-
-
-BEHAVIOUR_CODES = {"policy": K.POLICY, "uniform": K.UNIFORM, "base": K.BASE, "mixture": K.MIXTURE,
-                   "eps_mixture": K.EPS_MIXTURE}

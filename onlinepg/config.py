@@ -11,6 +11,10 @@ import sys
 from dataclasses import dataclass
 
 from .errors import ConfigError
+from .kernels.codes import BASELINES, BEHAVIOURS, LR_RULES
+from .kernels.rounds import ALGOS as ROUND_ALGOS, PROCESS_VARIANTS
+
+BATCH_ALGOS = ("pg_batch",)  # batched algorithms (sgd with batch > 1 too): onlinepg.learners.BatchLearner
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,8 +87,7 @@ def _plain(value):
     return value
 
 
-ALGOS = ("sgd", "pg", "best_of_m", "pg_process", "pg_batch", "perceptron")
-BEHAVIOURS = ("policy", "uniform", "base", "mixture", "eps_mixture")
+ALGOS = ROUND_ALGOS[:-1] + BATCH_ALGOS + ROUND_ALGOS[-1:]  # the order the docs list them in
 
 SCHEMA = {
     "task": {
@@ -120,7 +123,7 @@ SCHEMA = {
         "batch": Key(256, int, "pretrain: batch size", lo=1),
         "lr": Key(0.1, float, "pretrain: learning rate", lo=0.0, open_lo=True),
         "lr_rule": Key("adagrad", str, "pretrain: 'adagrad', 'adaptive' or 'constant'",
-                       choices=("adagrad", "adaptive", "constant")),
+                       choices=tuple(sorted(LR_RULES))),
         "path": Key("", str, "load: a weights .npz (a run's checkpoint or onlinepg.save_policy output)"),
         "alpha": Key(0.01, float, "alpha / bottleneck: likelihood α of y* under the base", lo=0.0, hi=1.0,
                      open_lo=True, open_hi=True),
@@ -133,15 +136,15 @@ SCHEMA = {
     "algo": {
         "name": Key("pg_batch", str, "the algorithm (docs/theory.md §4)", choices=ALGOS),
         "lr_rule": Key("adaptive", str, "'adaptive' (η = 1/(4+2‖g‖²)), 'constant' or 'adagrad'",
-                       choices=("adaptive", "constant", "adagrad")),
+                       choices=tuple(LR_RULES)),
         "lr": Key(0.1, float, "constant / Adagrad learning rate", lo=0.0, open_lo=True),
-        "behaviour": Key("policy", str, "pg: behaviour policy q", choices=BEHAVIOURS),
+        "behaviour": Key("policy", str, "pg: behaviour policy q", choices=tuple(BEHAVIOURS)),
         "eps": Key(0.1, float, "eps_mixture: token mixing weight ε", lo=0.0, hi=1.0),
         "reward": Key("01", str, "'01' (0/1) or 'pm1' (±1, the paper code's variant)", choices=("01", "pm1")),
         "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out: the mean "
                         "reward of the other samples of the group; pg_batch with group_size = 1: of the other "
                         "samples of the whole batch)",
-                        choices=("none", "batch_mean", "group_mean", "loo")),
+                        choices=tuple(BASELINES)),
         "group_size": Key(1, int, "samples per context G (group baselines)", lo=1),
         "std_scale": Key(False, bool, "divide group advantages by the group's reward std (GRPO-style)"),
         "iw_clip": Key(0.0, float, "importance weight p/q clipped to [1/ζ, ζ]; 0 = off, else ζ ≥ 1", lo=0.0),
@@ -149,7 +152,7 @@ SCHEMA = {
         "m": Key(8, int, "best_of_m: exploration draws from ½base + ½uniform", lo=1),
         "m_tok": Key(8, int, "pg_process: candidate tokens per position", lo=1),
         "variant": Key("explore", str, "pg_process: 'explore' (Algorithm 2), 'binary_search' or 'on_policy'",
-                       choices=("explore", "binary_search", "on_policy")),
+                       choices=PROCESS_VARIANTS),
         "reward_type": Key("outcome", str, "pg_batch: 'outcome' (ORM) or 'process' (PRM)",
                            choices=("outcome", "process")),
     },

@@ -29,7 +29,8 @@ from . import config as C
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
 from .errors import ConfigError, Interrupted, RunError
 from .io import policy_arrays, save_npz
-from .learners import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA, is_batched, make_learner
+from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
+from .learners import is_batched, make_learner
 from .policy import Policy
 from .trace import PartWriter, run_metadata, write_json
 

@@ -1,28 +1,15 @@
 """The algorithms as chunk runners: ``advance(first, n)`` plays rounds first … first+n−1 and returns the
-decimated per-round trace rows. Per-round algorithms run inside one kernel call per chunk
-(``kernels.online.run_rounds``); batched algorithms (``pg_batch``, ``sgd`` with batch > 1) make a handful of
-batched kernel calls per step, a step being one round of their trace.
+decimated per-round trace rows. Per-round algorithms run inside one kernel call per chunk (the chunk driver of
+their own round kernel, ``kernels.rounds``); batched algorithms (``pg_batch``, ``sgd`` with batch > 1) make a
+handful of batched kernel calls per step, a step being one round of their trace.
 """
 import numpy as np
 
 from . import kernels as K
-from .build import BEHAVIOUR_CODES, rule_code
+from .kernels import rounds as R
+from .kernels.codes import (BASELINES, C_MIST_EXPECTED, C_MIST_SAMPLED, C_ORM, C_PRM, C_ROUNDS, C_TOKENS,
+                            C_UPDATES, NCOUNT, NTRACE)
 from .seeds import derive_seed
-
-O = K.online
-TRACE_COLUMNS = ("round", "context_id", "reward", "correct", "orm_queries", "prm_queries", "tokens_sampled",
-                 "updates", "mistakes_sampled", "mistakes_expected", "loglik_star", "sampled_logprob", "lr",
-                 "grad_norm")
-INT_COLUMNS = {"round", "context_id", "orm_queries", "prm_queries", "tokens_sampled", "updates",
-               "mistakes_sampled"}
-TRACE_SCHEMA = {c: (np.int64 if c in INT_COLUMNS else np.float64) for c in TRACE_COLUMNS}
-COUNTERS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",
-            "mistakes_expected")
-_ALGO_CODES = {"sgd": O.SGD, "pg": O.PG, "best_of_m": O.BEST_OF_M, "pg_process": O.PG_PROCESS,
-               "perceptron": O.PERCEPTRON}
-_VARIANTS = {"explore": O.EXPLORE, "binary_search": O.BINARY_SEARCH, "on_policy": O.ON_POLICY_PRM}
-_BASELINES = {"none": O.NO_BASELINE, "batch_mean": O.GROUP_MEAN, "group_mean": O.GROUP_MEAN,
-              "loo": O.LEAVE_ONE_OUT}
 
 
 def is_batched(cfg):
@@ -41,7 +28,7 @@ class Learner:
         self.features = policy.features
         self.w0 = base.w.copy()
         self.G2 = np.zeros(self.features.D)
-        self.counters = np.zeros(O.NCOUNT)
+        self.counters = np.zeros(NCOUNT)
         self.seed = derive_seed(cfg["run"]["seed"], "sampling")
         self.trace_every = cfg["run"]["trace_every"]
 
@@ -54,7 +41,7 @@ class Learner:
         self.counters[:] = arrays["counters"]
 
     def _rows(self, n):
-        return np.empty((n // self.trace_every + 2, O.NTRACE))
+        return np.empty((n // self.trace_every + 2, NTRACE))
 
 
 class RoundLearner(Learner):
@@ -63,28 +50,19 @@ class RoundLearner(Learner):
     def __init__(self, cfg, stream, policy, base):
         super().__init__(cfg, stream, policy, base)
         a = cfg["algo"]
-        ip = np.zeros(O.N_IP, np.int64)
-        ip[O.IP_ALGO] = _ALGO_CODES[a["name"]]
-        ip[O.IP_BEHAVIOUR] = BEHAVIOUR_CODES[a["behaviour"]]
-        ip[O.IP_PM1] = a["reward"] == "pm1"
-        ip[O.IP_BASELINE] = _BASELINES[a["baseline"]]
-        ip[O.IP_G] = a["group_size"]
-        ip[O.IP_M] = a["m"]
-        ip[O.IP_MTOK] = a["m_tok"]
-        ip[O.IP_VARIANT] = _VARIANTS[a["variant"]]
-        ip[O.IP_RULE] = rule_code(a["lr_rule"])
-        ip[O.IP_STD] = a["std_scale"]
-        fp = np.zeros(O.N_FP)
-        fp[O.FP_LR] = a["lr"]
-        fp[O.FP_EPS] = a["eps"]
-        fp[O.FP_ZETA] = a["iw_clip"]
-        self.ip, self.fp = ip, fp
+        self.params = K.round_params(**{key: a[key] for key in R.PARAM_KEYS})
+
+    @property
+    def kind(self):
+        """The round kernel this learner runs (a ``kernels.rounds.ROUNDS`` key)."""
+        a = self.cfg["algo"]
+        return R.round_kind(a["name"], self.params, self.features.fm, a["variant"])
 
     def advance(self, first, n):
         b = self.stream.batch(first, n)
         rows = self._rows(n)
-        m = O.run_rounds(self.ip, self.fp, self.features.fm, self.policy.w, self.w0, self.G2, b.X, b.J,
-                         b.Ystar, first, self.seed, self.counters, self.trace_every, rows)
+        m = R.DRIVERS[self.kind](self.params, self.features.fm, self.policy.w, self.w0, self.G2, b.X, b.J,
+                                 b.Ystar, first, self.seed, self.counters, self.trace_every, rows)
         return rows[:m]
 
 
@@ -115,21 +93,16 @@ class BatchLearner(Learner):
         return type(b)(rep(b.X), rep(b.J), rep(b.Ystar))
 
     def advantages(self, r):
-        """Baseline and scaling of rewards r (float64[B] outcome, or float64[B, N] process, per position).
-        Groups are the G consecutive samples of one context; leave-one-out with G = 1 is over the batch."""
-        B = r.shape[0]
+        """Baseline and scaling of rewards r (float64[B] outcome, or float64[B, N] process, per position), by
+        the kernel ``group_advantages``. Groups are the G consecutive samples of one context; 'batch_mean' and
+        leave-one-out with G = 1 use the whole batch as one group."""
         if self.baseline == "none":
             return r
+        B = r.shape[0]
         whole_batch = self.baseline == "batch_mean" or (self.baseline == "loo" and self.G == 1)
-        grouped = r[None] if whole_batch else r.reshape((B // self.G, self.G) + r.shape[1:])
-        size = grouped.shape[1]
-        mean = grouped.mean(axis=1, keepdims=True)
-        if self.baseline == "loo" and size > 1:
-            adv = grouped - (mean * size - grouped) / (size - 1)
-        else:
-            adv = grouped - mean
-        if self.std_scale and size > 1:
-            adv = adv / (grouped.std(axis=1, ddof=1, keepdims=True) + 1e-8)
+        r2 = np.ascontiguousarray(r.reshape(B, -1), dtype=np.float64)
+        adv = np.empty_like(r2)
+        K.group_advantages(r2, B if whole_batch else self.G, BASELINES[self.baseline], bool(self.std_scale), adv)
         return adv.reshape(r.shape)
 
     def advance(self, first, n):
@@ -149,29 +122,29 @@ class BatchLearner(Learner):
         smp = pol.sample(b.X, b.J, "policy", seed=self.seed, first_stream=step * B)
         ok_tok = np.cumprod(smp.Y == b.Ystar, axis=1).astype(bool)      # prefix correctness r_i
         correct = ok_tok[:, -1]
-        c[O.C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(llstar)))
-        c[O.C_MIST_SAMPLED] += float(B - correct.sum())
-        c[O.C_TOKENS] += B * N
+        c[C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(llstar)))
+        c[C_MIST_SAMPLED] += float(B - correct.sum())
+        c[C_TOKENS] += B * N
         if self.supervised:
             g = pol.grad(b.X, b.J, b.Ystar, np.ones(B), scale=1.0 / (B * N))
             reward = 1.0
         elif self.process:
             r = np.where(ok_tok, 1.0, self.neg)
-            c[O.C_PRM] += B * N
+            c[C_PRM] += B * N
             g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
             reward = float(ok_tok.mean())
         else:
             r = np.where(correct, 1.0, self.neg)
-            c[O.C_ORM] += B
+            c[C_ORM] += B
             g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
             reward = float(r.mean())
         eta = gsq = 0.0
         if g.any():                 # the update's kernel computes ‖g‖² itself (in a fixed order)
             eta, gsq = pol.update(g, self.rule, self.lr, self.G2)
-            c[O.C_UPDATES] += 1
-        c[O.C_ROUNDS] += 1
-        return [step, b.J[0], reward, correct.mean(), c[O.C_ORM], c[O.C_PRM], c[O.C_TOKENS], c[O.C_UPDATES],
-                c[O.C_MIST_SAMPLED], c[O.C_MIST_EXPECTED], llstar.mean(), smp.logp.mean(), eta, np.sqrt(gsq)]
+            c[C_UPDATES] += 1
+        c[C_ROUNDS] += 1
+        return [step, b.J[0], reward, correct.mean(), c[C_ORM], c[C_PRM], c[C_TOKENS], c[C_UPDATES],
+                c[C_MIST_SAMPLED], c[C_MIST_EXPECTED], llstar.mean(), smp.logp.mean(), eta, np.sqrt(gsq)]
 
 
 def make_learner(cfg, stream, policy, base):

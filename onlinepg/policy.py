@@ -10,10 +10,8 @@ import numpy as np
 from . import kernels as K
 from . import validate as v
 from .features import FeatureSpec
+from .kernels.codes import BEHAVIOURS, LR_RULES
 
-BEHAVIOURS = {"policy": K.POLICY, "uniform": K.UNIFORM, "base": K.BASE, "mixture": K.MIXTURE,
-              "eps_mixture": K.EPS_MIXTURE}
-LR_RULES = {"adaptive": K.ADAPTIVE, "constant": K.CONSTANT, "adagrad": K.ADAGRAD}
 
 
 @dataclass

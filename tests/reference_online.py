@@ -14,9 +14,11 @@ import numpy as np
 import onlinepg.kernels as K
 from reference import Model, behaviour_logq, log_softmax, score_grad, sequence_loglik
 
-# counters, in kernel order
-ROUNDS, UPDATES, ORM, PRM, TOKENS, MIST_SAMPLED, MIST_EXPECTED = range(7)
-BEHAVIOURS = ("policy", "uniform", "base", "mixture", "eps_mixture")
+# counters, in kernel order (kernels.codes.COUNTERS)
+from onlinepg.kernels.codes import (C_MIST_EXPECTED as MIST_EXPECTED, C_MIST_SAMPLED as MIST_SAMPLED,  # noqa: E402
+                                    C_ORM as ORM, C_PRM as PRM, C_ROUNDS as ROUNDS, C_TOKENS as TOKENS,
+                                    C_UPDATES as UPDATES)
+BEHAVIOURS = tuple(K.BEHAVIOURS)
 
 
 # ----------------------------------------------------------------------------------------- randomness
@@ -127,7 +129,7 @@ DEFAULT_PARAMS = dict(algo="sgd", lr_rule="adaptive", lr=0.1, behaviour="policy"
 
 
 def online_rounds(model, params, w, w0, G2, X, J, Ystar, first, seed, counters, trace_every=1):
-    """Reference of ``kernels.online.run_rounds``: plays len(J) rounds, updates w, G2, counters in place and
+    """Reference of the per-round kernels (``kernels.rounds``): plays len(J) rounds, updates w, G2, counters in place and
     returns the trace rows (list of 14-value lists) of the rounds t with t % trace_every == 0."""
     p = dict(DEFAULT_PARAMS, **params)
     algo = p["algo"]

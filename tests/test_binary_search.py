@@ -14,9 +14,9 @@ import pytest
 import onlinepg.kernels as K
 from onlinepg.engine import run
 from onlinepg.trace import read_table
-from test_online_reference import kernel_params
+from test_kernels_rounds import kernel_params
 
-O = K.online
+O = K.codes
 
 
 def optimal_total_checks(n):
@@ -37,11 +37,11 @@ def one_round(N, L, k=3, seed=0):
         ystar[L + 1:] = rng.integers(0, k, N - L - 1)
     w = np.zeros(N * k)                                        # cells, M = 1: w[(0·N + i)·k + a]
     w[np.arange(N) * k + y] = 60.0                              # p(y) = 1 − O(k·N·e^−60)
-    ip, fp = kernel_params(dict(algo="pg_process", variant="binary_search", m_tok=0))
     fm = K.FeatureMap(K.CELLS, k, N, 1.0)
+    kind, rp = kernel_params(dict(algo="pg_process", variant="binary_search", m_tok=0), fm)
     counters = np.zeros(O.NCOUNT)
     trace = np.full((2, O.NTRACE), np.nan)
-    m = O.run_rounds(ip, fp, fm, w, np.zeros(N * k), np.zeros(N * k), np.zeros((1, 0)), np.zeros(1, np.int64),
+    m = K.run_rounds(kind, rp, fm, w, np.zeros(N * k), np.zeros(N * k), np.zeros((1, 0)), np.zeros(1, np.int64),
                      ystar[None, :].copy(), 0, 7, counters, 1, trace)
     assert m == 1
     row = trace[0]

@@ -3,6 +3,11 @@ loop around the kernels), the Python API example of docs/api.md, and the front p
 import pathlib
 import re
 
+import numpy as np
+from numba import njit
+
+import onlinepg.kernels as K
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -37,3 +42,35 @@ def test_readme_first_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "first" / "summary.json").exists()
     # best-of-m from a base at α = 0.01 solves the instance
     assert float(error) < 0.05 and int(orm_queries) > 0
+
+
+@njit
+def _user_bandit_loop(p, fm, w, X, ystar, seed):
+    """A user's loop around a round kernel: parameters by name, scratch from one workspace, no hand allocation."""
+    ws = K.round_workspace(fm, w.shape[0], p.group_size)
+    G2 = np.empty(0)                                        # Adagrad state (unused by the adaptive rule)
+    mistakes = 0
+    for t in range(X.shape[0]):
+        K.seed_stream(seed, t, ws.state)                    # one RNG stream per round
+        llstar, logp, correct, reward, orm, prm, tokens, eta, gsq = K.pg_round(p, fm, w, w, G2, X[t], t,
+                                                                               ystar[t:t + 1], ws)
+        mistakes += not correct
+    return mistakes
+
+
+def test_round_kernel_embeds_with_a_workspace():
+    d, k, T = 20, 10, 20_000
+    rng = np.random.default_rng(0)
+    X = rng.choice([-1.0, 1.0], size=(T, d))
+    ystar = np.argmax(X @ rng.standard_normal((d, k)), axis=1)
+    fm = K.FeatureMap(K.BIGRAM, k, 1, 1.0)
+    p = K.round_params(lr_rule="adaptive")                  # on-policy PG, 0/1 reward, η = 1/(4 + 2‖g‖²)
+    w = np.zeros(d * k + k * k)
+    mistakes = _user_bandit_loop(p, fm, w, X, ystar, 42)
+    assert mistakes < 0.6 * T                               # the uniform policy errs 90% of the time
+    # the engine's own driver plays the same rounds with the same kernel: identical weights
+    w2 = np.zeros_like(w)
+    counters = np.zeros(K.NCOUNT)
+    K.run_rounds("pg", p, fm, w2, w2, np.empty(0), X, np.arange(T), ystar[:, None].copy(), 0, 42, counters,
+                 1 << 62, np.empty((1, K.NTRACE)))
+    assert counters[K.codes.C_MIST_SAMPLED] == mistakes and np.array_equal(w, w2)

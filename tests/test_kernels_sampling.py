@@ -9,8 +9,7 @@ import onlinepg.kernels as K
 from reference import (all_responses, behaviour_distribution, behaviour_logq, chisquare_pvalue, response_index,
                        sequence_loglik)
 
-BEHAVIOURS = {"policy": K.POLICY, "uniform": K.UNIFORM, "base": K.BASE, "mixture": K.MIXTURE,
-              "eps_mixture": K.EPS_MIXTURE}
+BEHAVIOURS = K.BEHAVIOURS
 EPS = 0.3
 
 

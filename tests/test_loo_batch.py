@@ -1,7 +1,7 @@
 """pg_batch with baseline = 'loo' and group_size = 1 (one sample per context) means leave-one-out over the
 whole batch: sample b's baseline is the mean reward of the other B − 1 samples. (Within groups of one sample
 there is no other sample to leave in, which would make every advantage 0 and the run learn nothing.)
-The step-by-step comparison with the NumPy reference is in test_online_reference.py (``*-loo-batch-*`` cases);
+The step-by-step comparison with the NumPy reference is in test_kernels_rounds.py (``*-loo-batch-*`` cases);
 here the advantages themselves, by hand, and the documented meaning."""
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ def test_loo_over_the_batch_learns(tmp_path):
 
 def test_documented():
     assert "whole batch" in C.SCHEMA["algo"]["baseline"].doc
-    assert "over the batch" in BatchLearner.advantages.__doc__
+    assert "whole batch" in BatchLearner.advantages.__doc__
 
 
 @pytest.mark.parametrize("std", [False, True])

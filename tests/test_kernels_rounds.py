@@ -1,4 +1,4 @@
-"""The per-round online algorithms (kernels.online.run_rounds, RoundLearner) and the paper-mode batched
+"""The per-round online algorithms (kernels.rounds, one round kernel each; RoundLearner) and the paper-mode batched
 learner (BatchLearner) against the plain NumPy references of ``reference_online`` (docs/theory.md §3–§4).
 
 Every case plays a few dozen rounds on a small instance (bigram d = 3, k = 3, N = 1..3; cells k = 3, M = 4,
@@ -16,24 +16,15 @@ from onlinepg.build import ContextStream, build_base, build_task
 from onlinepg.learners import BatchLearner, RoundLearner, make_learner
 from onlinepg.policy import Policy
 from reference import Model, sequence_loglik
-from reference_online import online_rounds, pg_batch_step, sample_policy_batch
+from reference_online import batch_advantages, online_rounds, pg_batch_step, sample_policy_batch
 
-O = K.online
+O = K.codes
 RTOL, ATOL = 1e-9, 1e-12
 INT_COUNTERS = [O.C_ROUNDS, O.C_UPDATES, O.C_ORM, O.C_PRM, O.C_TOKENS, O.C_MIST_SAMPLED]
 INT_TRACE = [O.T_ROUND, O.T_CONTEXT, O.T_CORRECT, O.T_ORM, O.T_PRM, O.T_TOKENS, O.T_UPDATES, O.T_MIST_SAMPLED]
 FLOAT_TRACE = [O.T_REWARD, O.T_MIST_EXPECTED, O.T_LOGLIK_STAR, O.T_SAMPLED_LOGPROB, O.T_LR, O.T_GRAD_NORM]
-TRACE_NAMES = ["round", "context", "reward", "correct", "orm", "prm", "tokens", "updates", "mistakes_sampled",
-               "mistakes_expected", "loglik_star", "sampled_logprob", "lr", "grad_norm"]
+TRACE_NAMES = O.TRACE_COLUMNS
 
-ALGO = {"sgd": O.SGD, "pg": O.PG, "best_of_m": O.BEST_OF_M, "pg_process": O.PG_PROCESS,
-        "perceptron": O.PERCEPTRON}
-VARIANT = {"explore": O.EXPLORE, "binary_search": O.BINARY_SEARCH, "on_policy": O.ON_POLICY_PRM}
-BASELINE = {"none": O.NO_BASELINE, "group_mean": O.GROUP_MEAN, "batch_mean": O.GROUP_MEAN,
-            "loo": O.LEAVE_ONE_OUT}
-BEHAVIOUR = {"policy": K.POLICY, "uniform": K.UNIFORM, "base": K.BASE, "mixture": K.MIXTURE,
-             "eps_mixture": K.EPS_MIXTURE}
-RULE = {"adaptive": K.ADAPTIVE, "constant": K.CONSTANT, "adagrad": K.ADAGRAD}
 DEFAULTS = dict(algo="sgd", lr_rule="adaptive", lr=0.1, behaviour="policy", eps=0.1, reward="01",
                 baseline="none", group_size=1, std_scale=False, iw_clip=0.0, m=8, m_tok=8, variant="explore")
 
@@ -71,36 +62,23 @@ class Problem:
         self.R = R
 
 
-def kernel_params(params):
+def kernel_params(params, fm):
+    """(round kernel name, RoundParams) of a case."""
     p = dict(DEFAULTS, **params)
-    ip = np.zeros(O.N_IP, np.int64)
-    ip[O.IP_ALGO] = ALGO[p["algo"]]
-    ip[O.IP_BEHAVIOUR] = BEHAVIOUR[p["behaviour"]]
-    ip[O.IP_PM1] = p["reward"] == "pm1"
-    ip[O.IP_BASELINE] = BASELINE[p["baseline"]]
-    ip[O.IP_G] = p["group_size"]
-    ip[O.IP_M] = p["m"]
-    ip[O.IP_MTOK] = p["m_tok"]
-    ip[O.IP_VARIANT] = VARIANT[p["variant"]]
-    ip[O.IP_RULE] = RULE[p["lr_rule"]]
-    ip[O.IP_STD] = p["std_scale"]
-    fp = np.zeros(O.N_FP)
-    fp[O.FP_LR] = p["lr"]
-    fp[O.FP_EPS] = p["eps"]
-    fp[O.FP_ZETA] = p["iw_clip"]
-    return ip, fp
+    rp = K.round_params(**{key: p[key] for key in K.rounds.PARAM_KEYS})
+    return K.rounds.round_kind(p["algo"], rp, fm, p["variant"]), rp
 
 
 def run_kernel(pb, params, first=0, trace_every=1, chunks=None):
     """run_rounds over the whole problem, optionally cut into chunks; returns (w, G2, counters, rows)."""
-    ip, fp = kernel_params(params)
+    kind, rp = kernel_params(params, pb.fm)
     w, G2, counters = pb.w.copy(), np.zeros(pb.model.D), np.zeros(O.NCOUNT)
     chunks = chunks or [pb.R]
     rows, start = [], 0
     for n in chunks:
         trace = np.full((n // trace_every + 2, O.NTRACE), np.nan)
         sl = slice(start, start + n)
-        m = O.run_rounds(ip, fp, pb.fm, w, pb.w0.copy(), G2, np.ascontiguousarray(pb.X[sl]),
+        m = K.run_rounds(kind, rp, pb.fm, w, pb.w0.copy(), G2, np.ascontiguousarray(pb.X[sl]),
                          np.ascontiguousarray(pb.J[sl]), np.ascontiguousarray(pb.Ystar[sl]), first + start,
                          pb.seed, counters, trace_every, trace)
         rows.append(trace[:m])
@@ -299,13 +277,13 @@ def test_progressive_validation(shape):
     """Row t holds log p_{w_t}(y*_t|x_t) with w_t the weights BEFORE round t's update, and
     mistakes_expected accumulates 1 − exp(loglik_star)."""
     pb = problem(shape, seed=12, R=25)
-    ip, fp = kernel_params(dict(algo="pg", behaviour="policy", reward="pm1"))  # updates every round
+    kind, rp = kernel_params(dict(algo="pg", behaviour="policy", reward="pm1"), pb.fm)  # updates every round
     w, G2, counters = pb.w.copy(), np.zeros(pb.model.D), np.zeros(O.NCOUNT)
     acc = 0.0
     for r in range(pb.R):
         before = w.copy()
         trace = np.full((2, O.NTRACE), np.nan)
-        m = O.run_rounds(ip, fp, pb.fm, w, pb.w0, G2, pb.X[r:r + 1], pb.J[r:r + 1], pb.Ystar[r:r + 1], r,
+        m = K.run_rounds(kind, rp, pb.fm, w, pb.w0, G2, pb.X[r:r + 1], pb.J[r:r + 1], pb.Ystar[r:r + 1], r,
                          pb.seed, counters, 1, trace)
         assert m == 1
         row = trace[0]
@@ -527,3 +505,23 @@ def test_batch_learner_loo_group_not_dividing_batch():
         f"{drawn} drawn responses ({correct} correct)"
     pg_batch_step(model, w, G2, X, J, Ys, Y, "outcome", "pm1", "loo", 3, False, cfg["algo"]["lr"])
     np.testing.assert_allclose(learner.policy.w, w, rtol=RTOL, atol=1e-6)
+
+
+@pytest.mark.parametrize("baseline", ["none", "batch_mean", "group_mean", "loo"])
+@pytest.mark.parametrize("std_scale", [False, True])
+@pytest.mark.parametrize("columns", [1, 4])
+def test_group_advantages_match_reference(baseline, std_scale, columns):
+    """kernels.group_advantages (the one implementation of the baselines) against the docs/theory.md §4.5 reference."""
+    rng = np.random.default_rng(7)
+    B, G = 12, 3
+    r = rng.choice([-1.0, 0.0, 1.0], size=(B, columns))
+    size = B if baseline == "batch_mean" else G
+    adv = np.empty_like(r)
+    K.group_advantages(r, size, K.BASELINES[baseline], std_scale, adv)
+    want = batch_advantages(r, baseline, G, std_scale) if baseline != "none" or not std_scale else None
+    if want is None:   # the reference applies no std scaling without a baseline; the kernel scales any group
+        grp = r.reshape(B // G, G, columns)
+        want = (grp / (grp.std(axis=1, ddof=1, keepdims=True) + 1e-8)).reshape(r.shape)
+        adv = np.empty_like(r)
+        K.group_advantages(r, G, K.BASELINES[baseline], std_scale, adv)
+    np.testing.assert_allclose(adv, want, rtol=1e-12, atol=1e-15)

@@ -1,4 +1,4 @@
-"""The fused N = 1 bandit round (kernels.online.bandit_round) against the generic per-round path."""
+"""The fused N = 1 bandit round (kernels.rounds.bandit_round) against the generic PG round (pg_round)."""
 import numpy as np
 import pytest
 
@@ -8,7 +8,7 @@ from onlinepg.build import ContextStream, build_task
 from onlinepg.learners import RoundLearner
 from onlinepg.policy import Policy
 
-O = K.online
+O = K.codes
 
 
 @pytest.mark.parametrize("reward,rule", [("01", "adaptive"), ("pm1", "adaptive"), ("01", "constant")])
@@ -22,8 +22,8 @@ def test_fused_bandit_round_matches_generic_path(reward, rule):
     for zeta in (0.0, 1e300):
         pol = Policy(task.features)
         lr = RoundLearner(cfg, stream, pol, Policy(task.features))
-        lr.fp[O.FP_ZETA] = zeta
-        assert O.is_fast_bandit(lr.ip, lr.fp, task.features.fm) == (zeta == 0.0)
+        lr.params = lr.params._replace(iw_clip=zeta)
+        assert lr.kind == ("pg/bandit" if zeta == 0.0 else "pg")
         rows = np.vstack([lr.advance(0, 700), lr.advance(700, 1300)])
         out[zeta] = (pol.w.copy(), lr.counters.copy(), rows)
     (wf, cf, rf), (wg, cg, rg) = out[0.0], out[1e300]

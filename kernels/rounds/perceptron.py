@@ -1,0 +1,40 @@
+"""The full-information multiclass perceptron (docs/theory.md §4.6, N = 1): predict the argmax, on a mistake add
+φ(x, y*) − φ(x, ŷ) with step 1."""
+from numba import njit
+
+from ..features import finish_grad, prepare, token_grad, token_logits
+from ..sequence import sequence_loglik
+from ..softmax import logsumexp
+from ..updates import sq_norm
+from .common import equal, fill
+
+
+@njit(cache=True)
+def perceptron_round(p, fm, w, w0, G2, x, j, ystar, ws):
+    k = fm[1]
+    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
+    fill(ws.g, 0.0)
+    prepare(fm, w, x, j, ws.u)
+    token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
+    lg = ws.lg
+    best = 0
+    for a in range(1, k):
+        if lg[a] > lg[best]:
+            best = a
+    ws.yc[0] = best
+    logpc = lg[best] - logsumexp(lg)
+    correct = equal(ws.yc, ystar)
+    if not correct:
+        fill(ws.coef, 0.0)
+        fill(ws.cu, 0.0)
+        ws.coef[ystar[0]] = 1.0
+        ws.coef[best] = -1.0
+        token_grad(fm, x, j, ystar, 0, ws.coef, ws.cu, ws.g)
+        finish_grad(fm, x, j, ws.cu, ws.g)
+    gsq = sq_norm(ws.g)
+    eta = 0.0
+    if gsq > 0.0:
+        for q in range(w.shape[0]):
+            w[q] += ws.g[q]
+        eta = 1.0
+    return llstar, logpc, correct, 1.0 if correct else 0.0, 0, 0, 0, eta, gsq

@@ -74,3 +74,10 @@ def test_round_kernel_embeds_with_a_workspace():
     K.run_rounds("pg", p, fm, w2, w2, np.empty(0), X, np.arange(T), ystar[:, None].copy(), 0, 42, counters,
                  1 << 62, np.empty((1, K.NTRACE)))
     assert counters[K.codes.C_MIST_SAMPLED] == mistakes and np.array_equal(w, w2)
+
+
+def test_round_kernel_example_in_the_docs_runs(capsys):
+    code = _first_python_block(ROOT / "docs" / "embedding.md", after="## A whole algorithm per call")
+    exec(compile(code, "docs/embedding.md#rounds", "exec"), {"__name__": "docs"})
+    mistakes = int(re.search(r"round-kernel mistakes: (\d+) of 20000", capsys.readouterr().out).group(1))
+    assert mistakes < 0.6 * 20000                          # the uniform policy errs 90% of the time

@@ -26,13 +26,8 @@ GROUP_MEAN = 1    # mean of the group (the whole batch for 'batch_mean')
 LEAVE_ONE_OUT = 2  # RLOO: mean of the group's other members
 BASELINES = {"none": NO_BASELINE, "batch_mean": GROUP_MEAN, "group_mean": GROUP_MEAN, "loo": LEAVE_ONE_OUT}
 
-# --- algorithms (docs/theory.md §4) ----------------------------------------------------------------------------------------
-# Per-round algorithms have one round kernel each (kernels/rounds); pg_process has one per variant, keyed
-# "pg_process/<variant>". Batched algorithms (pg_batch, sgd with batch > 1) run through kernels/batch.
-ROUND_ALGOS = ("sgd", "pg", "best_of_m", "pg_process", "perceptron")
-BATCH_ALGOS = ("pg_batch",)
-ALGOS = ROUND_ALGOS + BATCH_ALGOS
-PROCESS_VARIANTS = ("explore", "binary_search", "on_policy")
+# The algorithm names are the keys of kernels.rounds.ROUNDS (one round kernel each; pg_process has one per variant,
+# keyed "pg_process/<variant>"); the batched ones (pg_batch, sgd with batch > 1) run through kernels/batch.
 
 # --- counters (float64[NCOUNT], cumulative; all but mistakes_expected hold integers) ----------------------------
 COUNTERS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",

@@ -11,6 +11,8 @@ import os
 import tempfile
 import time
 
+from .kernels.rounds import ALGOS as ROUND_ALGOS
+
 _TEACHER = {"kind": "teacher", "d": 6, "k": 4, "N": 3, "contexts": "rademacher", "test_contexts": 256}
 _RUN = {"rounds": 200, "eval_every": 100, "progress": False}
 TOUR = [
@@ -28,12 +30,15 @@ TOUR = [
     ("pg_process explore", {"algo": {"name": "pg_process", "variant": "explore"}}),
     ("pg_process binary_search", {"algo": {"name": "pg_process", "variant": "binary_search"}}),
     ("pg_process on_policy", {"algo": {"name": "pg_process", "variant": "on_policy"}}),
-    ("perceptron", {"task": {"N": 1}, "algo": {"name": "perceptron"}}),
     ("pg_batch outcome (batch 8)", {"algo": {"name": "pg_batch", "batch": 8, "baseline": "batch_mean"},
                                     "run": {"rounds": 20, "eval_every": 10}}),
     ("pg on cells, alpha base", {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50},
                                  "base": {"kind": "alpha", "alpha": 0.1}, "algo": {"name": "pg", "behaviour": "base"}}),
 ]
+
+# every other per-round algorithm (a new one included) gets a plain run at N = 1, which every one of them accepts
+TOUR += [(f"{name} (N = 1)", {"task": {"N": 1}, "algo": {"name": name}}) for name in ROUND_ALGOS
+         if name not in {over.get("algo", {}).get("name") for _, over in TOUR}]
 
 
 def tour_configs():

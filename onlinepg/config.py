@@ -87,7 +87,7 @@ def _plain(value):
     return value
 
 
-ALGOS = ROUND_ALGOS[:-1] + BATCH_ALGOS + ROUND_ALGOS[-1:]  # the order the docs list them in
+ALGOS = ROUND_ALGOS + BATCH_ALGOS
 
 SCHEMA = {
     "task": {
@@ -139,7 +139,8 @@ SCHEMA = {
                        choices=tuple(LR_RULES)),
         "lr": Key(0.1, float, "constant / Adagrad learning rate", lo=0.0, open_lo=True),
         "behaviour": Key("policy", str, "pg: behaviour policy q", choices=tuple(BEHAVIOURS)),
-        "eps": Key(0.1, float, "eps_mixture: token mixing weight ε", lo=0.0, hi=1.0),
+        "eps": Key(0.1, float, "eps_mixture: token mixing weight ε; banditron: exploration rate (the uniform "
+                   "share of the played label)", lo=0.0, hi=1.0),
         "reward": Key("01", str, "'01' (0/1) or 'pm1' (±1, the paper code's variant)", choices=("01", "pm1")),
         "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out: the mean "
                         "reward of the other samples of the group; pg_batch with group_size = 1: of the other "
@@ -218,8 +219,8 @@ def _cross_checks(c):
             raise ConfigError("base.alphas must lie in (0, 1) and base.fractions must be > 0")
     if b["kind"] == "bottleneck" and b["position"] >= t["N"]:
         raise ConfigError(f"base.position must be an integer in [0, {t['N'] - 1}], got {b['position']}")
-    if a["name"] == "perceptron" and t["N"] != 1:
-        raise ConfigError(f"algo.name 'perceptron' needs task.N = 1, got {t['N']}")
+    if a["name"] in ("perceptron", "banditron") and t["N"] != 1:
+        raise ConfigError(f"algo.name {a['name']!r} needs task.N = 1 (a multiclass learner), got {t['N']}")
     if a["iw_clip"] != 0.0 and a["iw_clip"] < 1.0:
         raise ConfigError(f"algo.iw_clip must be 0 (off) or a number >= 1, got {a['iw_clip']}")
     needs_base = (a["name"] in ("best_of_m", "pg_process") or

@@ -147,11 +147,16 @@ def online_rounds(model, params, w, w0, G2, X, J, Ystar, first, seed, counters, 
         reward = 0.0
         g = np.zeros(model.D)
         # committed response ŷ_t
-        if algo == "perceptron":
+        if algo in ("perceptron", "banditron"):
             lp, _ = log_softmax(logits_at(model, w, x, j, 0, 0))
             best = int(np.argmax(lp))
-            yc = np.array([best], np.int64)
-            logpc = float(lp[best])
+            played = best
+            if algo == "banditron":     # ε-greedy play: one uniform, then (with probability ε) one randint
+                played = rng.randint(k) if rng.uniform() < p["eps"] else best
+                tokens += 1
+                orm += 1
+            yc = np.array([played], np.int64)
+            logpc = float(lp[played])
         else:
             yc, logpc, _ = sample_response(model, w, w0, x, j, "policy", 0.0, rng)
             tokens += N
@@ -165,6 +170,13 @@ def online_rounds(model, params, w, w0, G2, X, J, Ystar, first, seed, counters, 
         elif algo == "perceptron":
             if not correct:
                 g = model.phi(x, j, 0, 0, int(ystar[0])) - model.phi(x, j, 0, 0, int(yc[0]))
+            reward = 1.0 if correct else 0.0
+        elif algo == "banditron":
+            # Kakade et al. 2008: w += 1[ỹ = y*]/P(ỹ)·φ(x, ỹ) − φ(x, ŷ), P = (1 − ε)·δ_ŷ + ε/k
+            prob = (1.0 - p["eps"]) * (played == best) + p["eps"] / k
+            g = -model.phi(x, j, 0, 0, best)
+            if correct:
+                g = g + model.phi(x, j, 0, 0, played) / prob
             reward = 1.0 if correct else 0.0
         elif algo == "pg":
             G = max(p["group_size"], 1)
@@ -257,7 +269,7 @@ def online_rounds(model, params, w, w0, G2, X, J, Ystar, first, seed, counters, 
         eta = 0.0
         gsq = float(np.dot(g, g))
         if gsq > 0.0:
-            if algo == "perceptron":
+            if algo in ("perceptron", "banditron"):
                 w += g
                 eta = 1.0
             else:

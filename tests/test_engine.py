@@ -33,6 +33,7 @@ SMALL = {  # shrink each example config to a test-sized run
     "pg_batch": ["task.N=8", "task.d=8", "task.k=8", "task.centres=8", "base.steps=20", "algo.batch=64",
                  "run.rounds=30", "run.eval_every=10"],
     "perceptron": ["run.rounds=3000", "run.eval_every=1000"],
+    "banditron": ["run.rounds=3000", "run.eval_every=1000"],
     "default": ["base.steps=10", "algo.batch=32", "run.rounds=30", "run.eval_every=10"],
 }
 

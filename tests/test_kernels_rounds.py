@@ -256,6 +256,18 @@ def test_perceptron(kind):
     np.testing.assert_array_equal(rows[rows[:, O.T_LR] > 0, O.T_LR], 1.0)
 
 
+@pytest.mark.parametrize("kind", ["bigram", "cells"])
+@pytest.mark.parametrize("eps", [0.0, 0.3, 1.0])
+def test_banditron(kind, eps):
+    pb = Problem(kind, 1, R=40, seed=11, align=0.2)
+    counters, rows = check(pb, dict(algo="banditron", eps=eps))
+    assert counters[O.C_ORM] == counters[O.C_TOKENS] == counters[O.C_ROUNDS] == 40    # bandit feedback
+    if eps == 0.0:      # it always plays ŷ, and a correct ŷ gives −φ(ŷ) + φ(ŷ)/1 = 0: updates only on mistakes
+        assert counters[O.C_UPDATES] == counters[O.C_MIST_SAMPLED] > 0
+    else:               # a correct play is weighted by 1/P(ỹ) ≠ 1: every round updates
+        assert counters[O.C_UPDATES] == 40
+
+
 # ------------------------------------------------------------------------ chunking, decimation, offsets
 
 
@@ -355,6 +367,10 @@ ROUND_CONFIGS = {
         {"task": {"kind": "teacher", "d": 3, "k": 3, "N": 1, "contexts": "rademacher"},
          "algo": {"name": "perceptron"}},
         dict(algo="perceptron")),
+    "teacher-banditron": (
+        {"task": {"kind": "teacher", "d": 3, "k": 3, "N": 1, "contexts": "rademacher"},
+         "algo": {"name": "banditron", "eps": 0.25}},
+        dict(algo="banditron", eps=0.25)),
 }
 
 

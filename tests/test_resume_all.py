@@ -58,6 +58,8 @@ CASES = [pytest.param(name, rule, id=f"{name}-{rule}") for name in ALGOS for rul
 # the perceptron's update is w += φ(y*) − φ(ŷ) whatever algo.lr_rule says: one case
 CASES.append(pytest.param("perceptron", "adaptive", id="perceptron"))
 ALGOS["perceptron"] = (TEACHER_N1, {"kind": "zero"}, {"name": "perceptron"}, PER_ROUND, 150)
+CASES.append(pytest.param("banditron", "adaptive", id="banditron"))       # step 1 too, and its own RNG use
+ALGOS["banditron"] = (TEACHER_N1, {"kind": "zero"}, {"name": "banditron", "eps": 0.2}, PER_ROUND, 150)
 
 
 class Killed(BaseException):
@@ -140,7 +142,7 @@ def test_killed_run_resumes_bit_for_bit(name, rule, tmp_path, kill_at):
     # not vacuous: the resumed stretch learned, and Adagrad's accumulator carried real state across the kill
     with np.load(tmp_path / "full" / "checkpoints" / f"ckpt-{cfg['run']['rounds']:012d}.npz") as end:
         assert end["counters"][1] > 0, "no updates at all"
-        if rule == "adagrad" and name != "perceptron":
+        if rule == "adagrad" and name not in ("perceptron", "banditron"):
             assert np.any(end["G2"] > 0)
     rows = read_table(killed / "rounds")
     updates = rows.column("updates").to_numpy()

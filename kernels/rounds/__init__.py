@@ -6,6 +6,7 @@ round kernel. Adding a per-round algorithm = its kernel module, one line here, i
 needs. Progressive validation: each round first scores the current policy w_t on the round's context — the
 exact log p_{w_t}(y*|x) and the response ŷ_t it commits to — and only then learns.
 """
+from .banditron import banditron_round
 from .best_of_m import best_of_m_round
 from .common import PARAM_KEYS, RoundParams, RoundWorkspace, round_params, round_workspace, score_and_commit
 from .driver import chunk_driver, count_round, write_trace_row
@@ -23,6 +24,7 @@ ROUNDS = {
     "pg_process/binary_search": binary_search_round,
     "pg_process/on_policy": on_policy_round,
     "perceptron": perceptron_round,
+    "banditron": banditron_round,
 }
 DRIVERS = {name: chunk_driver(fn, "run_" + name.replace("/", "_")) for name, fn in ROUNDS.items()}
 ALGOS = tuple(dict.fromkeys(name.split("/")[0] for name in ROUNDS))

@@ -162,6 +162,10 @@ SCHEMA = {
                       "batch > 1)", lo=1),
         "seed": Key(0, int, "sampling seed", lo=0, hi=2**63 - 1),
         "eval_every": Key(100, int, "rounds between exact test-error evaluations", lo=1),
+        "eval_log_points": Key(0, int, "extra test-error evaluations at n log-spaced rounds ⌊rounds^(i/n)⌋, "
+                               "i = 1 … n, so log-x curves are dense early (0: none)", lo=0, hi=10000),
+        "track_every": Key(0, int, "rounds between the tracked contexts' likelihoods (0: at every test-error "
+                           "evaluation); the round 0 and the last round are always tracked", lo=0),
         "target_error": Key(0.0, float, "stop at the first evaluation whose exact test error is <= this "
                             "(0: run all rounds)", lo=0.0, hi=1.0, open_hi=True),
         "max_queries": Key(0, int, "stop at the first evaluation at which the reward queries (ORM + PRM) have "

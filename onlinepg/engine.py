@@ -104,7 +104,7 @@ class Evaluator:
         self.err_sum = 0.0
         self.count = 0
 
-    def __call__(self, policy, round_, counters, eval_w, tracked_w):
+    def __call__(self, policy, round_, counters, eval_w):
         ll, _, _ = policy.loglik(self.test.X, self.test.J, self.test.Ystar)
         err = float(1.0 - np.exp(ll).mean())
         self.err_sum += err
@@ -113,12 +113,47 @@ class Evaluator:
                "mean_loglik_star": [float(ll.mean())]}
         row.update({name: [counters[i]] for i, name in enumerate(COUNTERS)})
         eval_w.append(row)
+        return err
+
+    def track(self, policy, round_, tracked_w):
+        """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""
         if self.tracked is not None:
             tl, _, _ = policy.loglik(self.tracked.X, self.tracked.J, self.tracked.Ystar)
             n = len(tl)
             tracked_w.append({"round": np.full(n, round_), "tracked_id": np.arange(n),
                               "context_id": self.tracked.J, "loglik_star": tl, "likelihood": np.exp(tl)})
-        return err
+
+
+class Schedule:
+    """When a run evaluates the test error (every ``eval_every`` rounds, plus ``eval_log_points`` log-spaced
+    rounds, plus the last) and the tracked contexts (every ``track_every`` rounds, or at every evaluation when
+    it is 0; round 0 and the last round always). A pure function of the config, so chunking and resume do not
+    move it."""
+
+    def __init__(self, cfg):
+        r = cfg["run"]
+        self.total, self.every, self.track_every = r["rounds"], r["eval_every"], r["track_every"]
+        n = r["eval_log_points"]
+        self.log = sorted({int(self.total ** (i / n)) for i in range(1, n + 1)}) if n else []
+
+    def is_eval(self, t):
+        return t % self.every == 0 or t == self.total or t in self.log
+
+    def is_track(self, t):
+        if self.track_every == 0:
+            return self.is_eval(t)
+        return t % self.track_every == 0 or t == self.total
+
+    def next_event(self, t):
+        """The first round after ``t`` at which something is evaluated."""
+        nxt = (t // self.every + 1) * self.every
+        for p in self.log:
+            if p > t:
+                nxt = min(nxt, p)
+                break
+        if self.track_every:
+            nxt = min(nxt, (t // self.track_every + 1) * self.track_every)
+        return nxt
 
 
 def _progress(cfg, total, start):
@@ -218,7 +253,7 @@ def _run(cfg, claim, resume, t_start):
 
     compile_seconds = _warm_kernels(learner)
     total = cfg["run"]["rounds"]
-    every_eval = cfg["run"]["eval_every"]
+    schedule = Schedule(cfg)
     every_ckpt = checkpoint_interval(cfg)
     chunk = cfg["run"]["chunk"]
     bar = _progress(cfg, total, start)
@@ -226,11 +261,12 @@ def _run(cfg, claim, resume, t_start):
     t = start
     try:
         if start == 0:
-            err = evaluator(policy, 0, learner.counters, writers["eval"], writers["tracked"])
+            err = evaluator(policy, 0, learner.counters, writers["eval"])
+            evaluator.track(policy, 0, writers["tracked"])
             stopped = _should_stop(cfg, err, learner.counters)
         t_loop = time.perf_counter()
         while t < total and not stopped:
-            stop = min(total, t + chunk, (t // every_eval + 1) * every_eval, (t // every_ckpt + 1) * every_ckpt)
+            stop = min(total, t + chunk, schedule.next_event(t), (t // every_ckpt + 1) * every_ckpt)
             rows = learner.advance(t, stop - t)
             writers["rounds"].append({name: rows[:, i] for i, name in enumerate(TRACE_COLUMNS)})
             if bar is not None:
@@ -238,9 +274,11 @@ def _run(cfg, claim, resume, t_start):
                 c = learner.counters
                 bar.set_postfix(mistake_rate=f"{c[5] / max(c[0] * per_round, 1):.4f}", refresh=False)
             t = stop
-            if t % every_eval == 0 or t == total:
-                err = evaluator(policy, t, learner.counters, writers["eval"], writers["tracked"])
+            if schedule.is_eval(t):
+                err = evaluator(policy, t, learner.counters, writers["eval"])
                 stopped = _should_stop(cfg, err, learner.counters)
+            if schedule.is_track(t) or stopped:         # an early stop still records where it ended
+                evaluator.track(policy, t, writers["tracked"])
             if t % every_ckpt == 0 or t == total or stopped:
                 for w in writers.values():
                     w.flush()

@@ -263,3 +263,19 @@ def test_max_queries_stops_at_the_first_evaluation_past_it_whatever_the_chunk(tm
     s2 = run(CONFIGS / "best_of_m.toml", tmp_path / "b", sets=sets, progress=False)
     assert s2["rounds"] == s["rounds"] and s2["orm_queries"] == s["orm_queries"]
     assert read_table(tmp_path / "b" / "rounds").equals(read_table(tmp_path / "a" / "rounds"))
+
+
+def test_eval_and_tracking_schedules_are_decoupled_and_chunk_free(tmp_path):
+    """Tracked contexts every step, the test error every 50 steps plus log-spaced rounds: the paper's fig1
+    schedule. The same rows whatever the chunk size."""
+    sets = ["run.rounds=400", "run.eval_every=50", "run.track_every=1", "run.eval_log_points=6",
+            "run.tracked=test", "run.tracked_count=3", "run.checkpoint_every=130"]
+    run(CONFIGS / "pg.toml", tmp_path / "a", sets=sets + ["run.chunk=7"], progress=False)
+    ev = read_table(tmp_path / "a" / "eval").column("round").to_pylist()
+    logs = sorted({int(400 ** (i / 6)) for i in range(1, 7)})
+    assert ev == sorted({0, *range(50, 401, 50), *logs})
+    tr = read_table(tmp_path / "a" / "tracked").to_pydict()
+    assert sorted(set(tr["round"])) == list(range(401)) and len(tr["round"]) == 3 * 401
+    run(CONFIGS / "pg.toml", tmp_path / "b", sets=sets, progress=False)
+    for table in ("eval", "tracked", "rounds"):
+        assert read_table(tmp_path / "a" / table).equals(read_table(tmp_path / "b" / table))

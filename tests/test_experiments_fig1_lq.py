@@ -52,6 +52,11 @@ def test_fig1_outputs(fig1):
         tracked = read_table(run / "tracked").to_pydict()
         # every centre tracked at every step (eval_every = 1), round 0 included
         assert len(tracked["round"]) == fig1.params["centres"] * (fig1.params["steps"] + 1)
+        # the test error on the authors' schedule: every eval_every steps, plus log-spaced early steps
+        p = fig1.params
+        logs = {int(p["steps"] ** (i / p["eval_log_points"])) for i in range(1, p["eval_log_points"] + 1)}
+        assert read_table(run / "eval").column("round").to_pylist() == sorted(
+            {0, p["steps"], *range(0, p["steps"] + 1, p["eval_every"]), *logs})
 
 
 def test_fig1_budget_line_is_per_centre_and_verdicts_are_reported(fig1):

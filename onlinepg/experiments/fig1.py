@@ -7,6 +7,7 @@ likelihood at every step (``tracked/``) and the exact held-out test error (``eva
 import copy
 import math
 import pathlib
+from collections import namedtuple
 
 import numpy as np
 
@@ -21,6 +22,7 @@ ARMS = {"orm": {"algo.reward_type": "outcome", "algo.baseline": "batch_mean"},
 LABELS = {"orm": "ORM (outcome, batch-mean baseline)", "prm": "PRM (process, no baseline)"}
 COLOURS = {"orm": "tab:red", "prm": "tab:blue"}
 LOG10 = math.log(10.0)
+Curves = namedtuple("Curves", ["eval_steps", "err", "steps", "lik", "loglik"])
 
 
 def _task_overrides(p, seed):
@@ -51,20 +53,20 @@ def _train_base(ctx, seed):
 
 
 def _curves(folder):
-    """One run folder's curves: (steps int64[T], test error float64[T], centre likelihoods float64[T, M],
-    centre log-likelihoods float64[T, M]); row 0 is the base (step 0)."""
+    """One run folder's curves: the test-error evaluations (eval_steps int64[E], err float64[E]) and the tracked
+    centres (steps int64[T], lik and loglik float64[T, M]); row 0 of each is the base (step 0). The two
+    schedules differ (run.eval_every vs run.track_every)."""
     ev = read_table(pathlib.Path(folder) / "eval").to_pydict()
     tr = read_table(pathlib.Path(folder) / "tracked").to_pydict()
-    steps = np.asarray(ev["round"])
+    steps = np.unique(np.asarray(tr["round"]))
     M = int(max(tr["tracked_id"])) + 1
-    pos = {s: i for i, s in enumerate(steps)}
+    rows = np.searchsorted(steps, np.asarray(tr["round"]))
+    ids = np.asarray(tr["tracked_id"])
     lik = np.full((len(steps), M), np.nan)
     loglik = np.full((len(steps), M), np.nan)
-    rows = np.array([pos[s] for s in tr["round"]])
-    ids = np.asarray(tr["tracked_id"])
     lik[rows, ids] = tr["likelihood"]
     loglik[rows, ids] = tr["loglik_star"]
-    return steps, np.asarray(ev["test_error"]), lik, loglik
+    return Curves(np.asarray(ev["round"]), np.asarray(ev["test_error"]), steps, lik, loglik)
 
 
 def _at(steps, values, step):
@@ -109,12 +111,14 @@ def run(ctx):
         for arm, arm_over in ARMS.items():
             over = {**_task_overrides(p, seed), "base.kind": "load", "base.path": str(base_path.resolve()),
                     "algo.batch": p["batch"], "algo.lr": p["lr"], "run.rounds": p["steps"],
-                    "run.eval_every": p["eval_every"], "run.seed": seed, **arm_over}
+                    "run.eval_every": p["eval_every"], "run.eval_log_points": p["eval_log_points"],
+                    "run.track_every": 1, "run.seed": seed, **arm_over}
             with ctx.stage(f"{arm.upper()}: {p['steps']} steps × batch {p['batch']}, exact eval every "
-                           f"{p['eval_every']} step(s) on {p['test_contexts']} contexts (seed {seed})"):
+                           f"{p['eval_every']} step(s) (+{p['eval_log_points']} log-spaced) on {p['test_contexts']} "
+                           f"contexts, centres every step (seed {seed})"):
                 summary, folder = ctx.run_arm(arm, {}, seed, over)
             curves[arm, seed] = _curves(folder)
-            steps, err, lik, loglik = curves[arm, seed]
+            eval_steps, err, steps, lik, loglik = curves[arm, seed]
             base_loglik = loglik[0]
             off = base_loglik < math.log(p["off_support"])
             worst = np.argsort(base_loglik)[: max(1, len(base_loglik) // 4)]
@@ -122,7 +126,7 @@ def run(ctx):
             per_centre = p["steps"] * p["batch"] / p["centres"]      # the ORM's queries per centre
             below_T = base_loglik < -math.log(per_centre)
             ctx.record(arm, {}, seed, final_test_error=float(err[-1]),
-                       **{f"test_error_at_{s}": _at(steps, err, s) for s in p["report_steps"]},
+                       **{f"test_error_at_{s}": _at(eval_steps, err, s) for s in p["report_steps"]},
                        off_support_count=int(off.sum()), centres=len(off), off_support_test_mass=off_mass,
                        below_1_over_T_count=int(below_T.sum()),
                        below_1_over_T_test_mass=float(np.isin(test_ids, np.flatnonzero(below_T)).mean()),
@@ -221,7 +225,7 @@ def _plot(ctx, curves, seed):
     plt = pyplot()
     from matplotlib.colors import LogNorm
     p = ctx.params
-    base = curves["orm", seed][3][0]
+    base = curves["orm", seed].loglik[0]
     off = base < math.log(p["off_support"])
     order = np.argsort(base)[::-1]           # the lowest-base centres drawn last, on top
     base_lik = np.exp(base)
@@ -230,7 +234,7 @@ def _plot(ctx, curves, seed):
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     ax = axes[0]
     for arm in ARMS:
-        steps, _, lik, _ = curves[arm, seed]
+        _, _, steps, lik, _ = curves[arm, seed]
         keep = steps > 0
         if off.any():
             ax.plot(steps[keep], lik[keep][:, off].mean(axis=1), color=COLOURS[arm], label=LABELS[arm])
@@ -242,7 +246,7 @@ def _plot(ctx, curves, seed):
     ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     for arm in ARMS:
-        steps, err, _, _ = curves[arm, seed]
+        steps, err, _, _, _ = curves[arm, seed]
         ax.plot(steps, err, color=COLOURS[arm], label=LABELS[arm])
     row = next(r for r in ctx.rows if r["arm"] == "orm" and r["seed"] == seed)
     if off.any():
@@ -256,7 +260,7 @@ def _plot(ctx, curves, seed):
     ax.set_title("Test error", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[2]
-    steps, _, lik, _ = curves["orm", seed]
+    _, _, steps, lik, _ = curves["orm", seed]
     keep = steps > 0
     for c in order:
         ax.plot(steps[keep], lik[keep, c], color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)
@@ -275,7 +279,7 @@ def _plot(ctx, curves, seed):
     # Companion: every centre's log-likelihood under both arms (where the linear panels show only "0").
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
     for ax, arm in zip(axes, ARMS):
-        steps, _, _, loglik = curves[arm, seed]
+        _, _, steps, _, loglik = curves[arm, seed]
         keep = steps > 0
         for c in order:
             ax.plot(steps[keep], loglik[keep, c] / math.log(10), color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)

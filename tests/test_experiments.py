@@ -176,3 +176,17 @@ def test_cli_and_bad_input(tmp_path):
         run_experiment("sgd-lr", "small", tmp_path / "y", sets=["algo.lr=-1"])
     with pytest.raises(ConfigError, match="experiment must be one of"):
         run_experiment("nope", "small", tmp_path / "z")
+
+
+def test_bandit_n1(tmp_path):
+    ctx = run_experiment("bandit-n1", "small", tmp_path / "b", log=lambda *_: None)
+    _outputs_ok(ctx)
+    rows = {(r["stream"], r["arm"]): r for r in ctx.rows}
+    assert {a for _, a in rows} == {"pg_uniform", "pg_on_policy", "banditron", "perceptron", "vw_cbify"}
+    orth = {a: r for (s, a), r in rows.items() if s == "orthogonal"}
+    # the full-information perceptron stays within Novikoff's 2/γ² (exact γ); the bandit learners pay more
+    assert orth["perceptron"]["mistakes"] <= 2 / ctx.params["gamma"] ** 2 < orth["banditron"]["mistakes"]
+    # PG's mistakes flatten; the Banditron's constant exploration keeps erring on about ε(1 − 1/k) of the rounds
+    assert orth["pg_uniform"]["second_half_share"] < 0.2 < 0.3 < orth["banditron"]["second_half_share"]
+    verdict = {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+    assert verdict == {"perceptron_novikoff": True, "pg_flattens": True}

@@ -8,7 +8,8 @@ import importlib
 from ..errors import ConfigError
 
 MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistakes": "mistakes",
-           "queries": "queries", "barrier": "barrier", "token-lq": "token_lq", "staircase": "staircase"}
+           "queries": "queries", "barrier": "barrier", "token-lq": "token_lq", "staircase": "staircase",
+           "bandit-n1": "bandit_n1"}
 NAMES = tuple(MODULES)
 
 

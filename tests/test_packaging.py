@@ -45,10 +45,11 @@ def test_console_script_help():
 
 
 def test_experiment_names_without_the_engine():
-    code = "import sys; from onlinepg.experiments import NAMES; print(len(NAMES), 'numba' in sys.modules)"
+    code = "import sys; from onlinepg.experiments import NAMES; print(','.join(NAMES), 'numba' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["8", "False"]
+    names, numba_loaded = res.stdout.split()
+    assert numba_loaded == "False" and {"fig1", "mistakes", "bandit-n1"} <= set(names.split(","))
 
 
 def test_public_names_resolve_lazily():

@@ -6,25 +6,18 @@ w += 1[ỹ = y*]/P(ỹ)·φ(x, ỹ) − φ(x, ŷ) (step 1, no learning-rate rule
 The committed response is the played ỹ: mistakes count ỹ ≠ y*, as in the paper. One outcome query a round."""
 from numba import njit
 
-from ..features import finish_grad, prepare, token_grad, token_logits
+from ..features import finish_grad, token_grad
 from ..rng import randint, uniform
-from ..sequence import sequence_loglik
 from ..softmax import logsumexp
 from ..updates import sq_norm
-from .common import fill
+from .common import fill, score_and_argmax
 
 
 @njit(cache=True)
 def banditron_round(p, fm, w, w0, G2, x, j, ystar, ws):
     k = fm[1]
-    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
-    prepare(fm, w, x, j, ws.u)
-    token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
+    llstar, best = score_and_argmax(fm, w, x, j, ystar, ws)
     lg = ws.lg
-    best = 0
-    for a in range(1, k):
-        if lg[a] > lg[best]:
-            best = a
     played = randint(ws.state, k) if uniform(ws.state) < p.eps else best
     prob = (1.0 - p.eps) * (played == best) + p.eps / k
     ws.yc[0] = played

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from ..codes import BASELINES, BEHAVIOURS, LR_RULES, POLICY
+from ..features import prepare, token_logits
 from ..sequence import sample_sequence, sequence_loglik
 from ..updates import apply_update, sq_norm
 
@@ -99,6 +100,20 @@ def score_and_commit(fm, w, w0, x, j, ystar, ws):
     logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, ws.state, ws.yc, ws.lsec, ws.u, ws.u0, ws.lg, ws.lg0,
                                ws.e)
     return llstar, logpc, equal(ws.yc, ystar)
+
+
+@njit(cache=True)
+def score_and_argmax(fm, w, x, j, ystar, ws):
+    """Progressive validation for an argmax learner (N = 1): the exact log p_w(y*|x), then the first position's
+    logits into ``ws.lg`` and their argmax ŷ (ties to the smallest token). Returns (log p_w(y*|x), ŷ)."""
+    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
+    prepare(fm, w, x, j, ws.u)
+    token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
+    best = 0
+    for a in range(1, fm[1]):
+        if ws.lg[a] > ws.lg[best]:
+            best = a
+    return llstar, best
 
 
 @njit(cache=True)

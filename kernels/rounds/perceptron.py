@@ -2,27 +2,18 @@
 φ(x, y*) − φ(x, ŷ) with step 1."""
 from numba import njit
 
-from ..features import finish_grad, prepare, token_grad, token_logits
-from ..sequence import sequence_loglik
+from ..features import finish_grad, token_grad
 from ..softmax import logsumexp
 from ..updates import sq_norm
-from .common import equal, fill
+from .common import equal, fill, score_and_argmax
 
 
 @njit(cache=True)
 def perceptron_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    k = fm[1]
-    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
+    llstar, best = score_and_argmax(fm, w, x, j, ystar, ws)
     fill(ws.g, 0.0)
-    prepare(fm, w, x, j, ws.u)
-    token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
-    lg = ws.lg
-    best = 0
-    for a in range(1, k):
-        if lg[a] > lg[best]:
-            best = a
     ws.yc[0] = best
-    logpc = lg[best] - logsumexp(lg)
+    logpc = ws.lg[best] - logsumexp(ws.lg)
     correct = equal(ws.yc, ystar)
     if not correct:
         fill(ws.coef, 0.0)

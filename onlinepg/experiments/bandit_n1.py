@@ -11,12 +11,11 @@ PG under uniform behaviour commits its on-policy sample but learns from the unif
 growing (Õ(k/γ²) under the margin); the Banditron's constant exploration rate costs about ε(1 − 1/k) mistakes per
 round for ever, so its cumulative mistakes keep growing linearly.
 """
-import math
 
 import numpy as np
 
-from ..build import build_task, test_batch
 from .. import config as C
+from ..build import build_task, test_batch
 from ..tasks import empirical_margin
 from ..trace import read_table
 from .common import markdown_table, pyplot

@@ -34,13 +34,18 @@ def _stream_over(p, stream, seed):
             "task.seed": seed}
 
 
-def _margin(ctx, p, stream, seed):
-    """(γ, whether exact) of the stream's instance."""
+def _stream_config(p, stream, seed):
+    """The resolved config of a stream's task (defaults elsewhere): what its γ and its contexts are read from."""
     cfg = C.defaults()
     for key, value in _stream_over(p, stream, seed).items():
         sec, k = key.split(".")
         cfg[sec][k] = value
-    cfg = C.resolve(cfg)
+    return C.resolve(cfg)
+
+
+def _margin(p, stream, seed):
+    """(γ, whether exact) of the stream's instance."""
+    cfg = _stream_config(p, stream, seed)
     task = build_task(cfg)
     if stream == "orthogonal":
         return task.gamma, True
@@ -58,18 +63,14 @@ def _register(ctx, p):
                 f"{p['banditron_min_share']}")
 
 
-def _vw_mistakes(ctx, p, stream, seed, marks):
+def _vw_mistakes(p, stream, seed, marks):
     """Cumulative mistakes of Vowpal Wabbit --cbify at ``marks`` on the engine's own stream, or None."""
     try:
         import vowpalwabbit
     except ImportError:
         return None
     from ..build import ContextStream
-    cfg = C.defaults()
-    for key, value in _stream_over(p, stream, seed).items():
-        sec, k = key.split(".")
-        cfg[sec][k] = value
-    cfg = C.resolve(cfg)
+    cfg = _stream_config(p, stream, seed)
     b = ContextStream(build_task(cfg), cfg).batch(0, p["rounds"])
     ws = vowpalwabbit.Workspace(f"--cbify {p['k']} --quiet --random_seed {seed}")
     out, t0 = [], 0
@@ -90,7 +91,7 @@ def run(ctx):
     with ctx.stage(f"{len(ARMS)} learners on {len(STREAMS)} streams, {p['rounds']} rounds each"):
         for stream in STREAMS:
             for seed in ctx.seeds:
-                gamma, exact = _margin(ctx, p, stream, seed)
+                gamma, exact = _margin(p, stream, seed)
                 for arm, over in ARMS.items():
                     run_over = {**_stream_over(p, stream, seed), **over, "algo.eps": p["eps"], "run.seed": seed,
                                 "run.rounds": p["rounds"], "run.eval_every": p["rounds"],
@@ -104,7 +105,7 @@ def run(ctx):
                                mistakes=float(m[-1]), second_half_share=(m[-1] - half) / max(m[-1], 1.0),
                                novikoff=2.0 / gamma ** 2 if gamma > 0 else None, queries=s["orm_queries"])
                 marks = [int(x) for x in curves[stream, "pg_uniform", seed][0] if x > 0]
-                vw = _vw_mistakes(ctx, p, stream, seed, marks)
+                vw = _vw_mistakes(p, stream, seed, marks)
                 if vw is None:
                     ctx.record("vw_cbify", {"stream": stream}, seed, skipped="vowpalwabbit not installed")
                 else:

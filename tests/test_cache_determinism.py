@@ -78,8 +78,6 @@ def _run(tmp_path, name, cache, callees_first):
         return {key: f[key] for key in f.files}
 
 
-@pytest.mark.xfail(strict=True, reason="fastmath (reassoc, contract) lets LLVM re-optimise a callee's linked copy "
-                   "into different bits; which copy runs depends on what the process loaded")
 def test_cold_and_warm_cache_give_identical_bits(tmp_path):
     cache = tmp_path / "numba-cache"
     cold = _run(tmp_path, "cold", cache, callees_first=False)

@@ -40,7 +40,9 @@ from onlinepg.kernels.rng import seed_stream, uniform
 from .report import LoadMeter, Section
 
 BLOCK = 32
-FAST = {"reassoc", "contract", "nsz", "arcp"}      # the kernels' fastmath flags (kernels/softmax.py)
+# The floors may reassociate (an upper bound on what the lane loops could do); the kernels themselves compile
+# without fastmath so their bits do not depend on Numba's cache state (kernels/softmax.py).
+FAST = {"reassoc", "contract", "nsz", "arcp"}
 MUL, EXP, PG = 0, 1, 2
 NAMES = {MUL: "mul_compare (sampling lanes: multiply, sum, compare)",
          EXP: "exp_compare (sampling lanes with one exp per lane)",

@@ -16,7 +16,7 @@ from .features import finish_grad, prepare, token_logits
 from .mathfn import exp_nonpos
 from .rng import uniform
 from .sequence import any_nonzero
-from .softmax import FAST, inverse_cdf, logsumexp, row_max, sample_categorical, shifted_exp
+from .softmax import inverse_cdf, lane_sum, logsumexp, row_max, sample_categorical, shifted_exp
 
 TINY = 1e-280
 
@@ -32,7 +32,7 @@ def bigram_tables(fm, w, d, fast):
     return ET, rm
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def transition_exp(fm, w, d, ET, rm):
     """ET[prev, a] = exp(t·W2T[prev, a] − rm[prev]) with rm[prev] the row max (ET float64[k, k], rm [k])."""
     k = fm[1]
@@ -55,7 +55,7 @@ def _prepare_exp(fm, w, x, u, eu):
     return mu
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     """On-policy draw of ``y`` (int64[N]) for a bigram map; writes the per-token log-normalisers ``lse``
     (float64[N]) and returns log p_w(y|x). Scratch u, eu, lg, e: float64[k]."""
@@ -68,17 +68,14 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     logp = 0.0
     prev = 0
     for i in range(N):
-        # e = Eu ∘ ET[prev] (Eu at i = 0) and its sum; written out, not called, so LLVM vectorises it
-        s = 0.0
+        # e = Eu ∘ ET[prev] (Eu at i = 0): an elementwise loop LLVM vectorises, then its sum
         if i == 0:
             for a in range(k):
                 e[a] = eu[a]
-                s += eu[a]
         else:
             for a in range(k):
-                v = eu[a] * ET[prev, a]
-                e[a] = v
-                s += v
+                e[a] = eu[a] * ET[prev, a]
+        s = lane_sum(e)
         if s > TINY:
             a = inverse_cdf(e, uniform(state) * s)
             if i == 0:
@@ -98,7 +95,7 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     return logp
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token)."""
     N = fm[2]
@@ -111,13 +108,12 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     worst = math.inf
     prev = 0
     for i in range(N):
-        s = 0.0
         if i == 0:
-            for a in range(k):
-                s += eu[a]
+            s = lane_sum(eu)
         else:
             for a in range(k):
-                s += eu[a] * ET[prev, a]
+                e[a] = eu[a] * ET[prev, a]
+            s = lane_sum(e)
         a = y[i]
         if s > TINY:
             lp = u[a] - mu - math.log(s)
@@ -133,7 +129,7 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     return total, worst
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coef, cu):
     """``accumulate_grad`` for a bigram map: p = Eu ∘ ET[prev] / s, no per-token exponentials."""
     k = fm[1]
@@ -149,16 +145,13 @@ def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coe
     for i in range(N):
         ai = adv[i] * scale
         if ai != 0.0:
-            s = 0.0
             if i == 0:
                 for a in range(k):
                     e[a] = eu[a]
-                    s += eu[a]
             else:
                 for a in range(k):
-                    v = eu[a] * ET[prev, a]
-                    e[a] = v
-                    s += v
+                    e[a] = eu[a] * ET[prev, a]
+            s = lane_sum(e)
             if s > TINY:
                 c = -ai / s
                 for a in range(k):

@@ -17,7 +17,7 @@ from .codes import BASE, EPS_MIXTURE, MIXTURE, POLICY, UNIFORM
 from .features import finish_grad, prepare, token_grad, token_logits
 from .mathfn import exp_nonpos
 from .rng import randint, uniform
-from .softmax import FAST, logsumexp, sample_categorical
+from .softmax import logsumexp, sample_categorical
 
 LOG_HALF = math.log(0.5)
 
@@ -40,7 +40,7 @@ def any_nonzero(adv):
     return False
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, lg0, e):
     """Draw a response ``y`` (int64[N], written) from behaviour ``behaviour`` and score it.
 
@@ -105,7 +105,7 @@ def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, l
     return logp, logq
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def sequence_loglik(fm, w, x, j, y, tok, u, lg):
     """Exact log p_w(y|x) of a given response.
 
@@ -126,14 +126,14 @@ def sequence_loglik(fm, w, x, j, y, tok, u, lg):
     return total, worst
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, inline="always")
 def scaled_probs(lg, z, c, out):
     """out[a] = c · exp(lg[a] − z) with z the log-normaliser of ``lg``."""
     for a in range(lg.shape[0]):
         out[a] = c * exp_nonpos(lg[a] - z)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, cu):
     """g += scale · Σ_i adv[i] · ∇_w log p_w(y_i | x, y_<i)   (the score-function / REINFORCE gradient).
 
@@ -160,7 +160,7 @@ def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, c
     finish_grad(fm, x, j, cu, g)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def correct_path_gap(fm, w, x, j, ystar, u, lg):
     """min over positions i and wrong tokens a ≠ y*_i of the score gap
     ⟨w, φ(x, y*_<i, y*_i) − φ(x, y*_<i, a)⟩ along the correct path ``ystar`` (int64[N])."""

@@ -11,7 +11,7 @@ from ..codes import ADAGRAD, ADAPTIVE, NO_BASELINE, POLICY
 from ..features import BIGRAM, prepare
 from ..rng import uniform
 from ..sequence import accumulate_grad, sample_sequence
-from ..softmax import FAST, inverse_cdf, row_max, shifted_exp
+from ..softmax import inverse_cdf, row_max, shifted_exp
 from ..updates import adaptive_lr, clipped_importance_weight
 from .common import equal, finish_update, reward_of, score_and_commit
 
@@ -61,7 +61,7 @@ def is_bandit(p, fm):
             and p.baseline == NO_BASELINE and p.iw_clip == 0.0 and p.rule != ADAGRAD)
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True)
 def bandit_step(fm, w, x, ystar, state, pm1, rule, lr, u, e, coef):
     """One fused N = 1 round: scores u = xᵀW1 once, the exact log p(y*|x), one on-policy draw (one uniform,
     as the generic path), the reward, and the update w[W1] += η·x ⊗ coef written in place — no gradient

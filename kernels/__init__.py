@@ -6,7 +6,7 @@ per-sequence and batched kernels, and one round kernel per online algorithm (``p
 ``rounds``) with its parameters (``round_params``) and scratch (``round_workspace``). Names and codes:
 ``codes``.
 """
-from .advantages import group_advantages
+from .advantages import binary_advantages, group_advantages
 from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
                     margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
@@ -18,9 +18,10 @@ from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits
 from .rng import next_u64, randint, seed_stream, seed_streams, splitmix64, uniform
 from .codes import (ADAGRAD, ADAPTIVE, BASE, BASELINES, BEHAVIOURS, CONSTANT, COUNTERS, EPS_MIXTURE, GROUP_MEAN,
-                    LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, TRACE_COLUMNS,
-                    TRACE_SCHEMA, UNIFORM)
+                    LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, STEP_MODES, STEP_ORM,
+                    STEP_PRM, STEP_SUPERVISED, TRACE_COLUMNS, TRACE_SCHEMA, UNIFORM)
 from .sequence import accumulate_grad, correct_path_gap, logaddexp, sample_sequence, sequence_loglik
+from .pg_step import StepOut, StepParams, fused_supported, pg_step, pg_step_serial, step_out, step_params
 from .softmax import log_softmax, logsumexp, sample_categorical
 from .updates import adaptive_lr, apply_update, clipped_importance_weight, sq_norm
 from . import codes, rounds

@@ -45,3 +45,28 @@ def group_advantages(r, size, baseline, std_scale, adv):
                 if std_scale and n > 1:
                     a /= sd + STD_EPS
                 adv[s, c] = a
+
+
+@njit(cache=True)
+def binary_advantages(n1, n0, neg, baseline, std_scale):
+    """The advantages (a₁, a₀) that ``group_advantages`` gives a group of n1 rewards 1 and n0 rewards ``neg``
+    (one column): with two reward values an advantage is a function of the reward, so a group's gradient is
+    a₁·(Σ of the correct members' scores) + a₀·(Σ of the wrong ones'). The mean is exact (a sum of integers);
+    the std is computed from the two counts."""
+    n = n1 + n0
+    a1 = 1.0
+    a0 = neg
+    if n == 0:
+        return a1, a0
+    mean = (n1 * 1.0 + n0 * neg) / n
+    if baseline == GROUP_MEAN:
+        a1 -= mean
+        a0 -= mean
+    elif baseline == LEAVE_ONE_OUT and n > 1:
+        a1 -= (mean * n - 1.0) / (n - 1)
+        a0 -= (mean * n - neg) / (n - 1)
+    if std_scale and n > 1:
+        sd = math.sqrt((n1 * (1.0 - mean) ** 2 + n0 * (neg - mean) ** 2) / (n - 1))
+        a1 /= sd + STD_EPS
+        a0 /= sd + STD_EPS
+    return a1, a0

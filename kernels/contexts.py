@@ -66,33 +66,51 @@ def mixture_contexts(seed, first, n_centres, sigma, X, centre):
             X[b, t] *= scale
 
 
+@njit(cache=True, inline="always")
+def _first_argmax(u, W2s, prev):
+    """argmax_a u[a] (prev < 0) or u[a] + W2s[a, prev]; ties go to the smallest a."""
+    best = -np.inf
+    arg = 0
+    for a in range(u.shape[0]):
+        s = u[a] if prev < 0 else u[a] + W2s[a, prev]
+        if s > best:
+            best = s
+            arg = a
+    return arg
+
+
 @njit(cache=True, parallel=True)
 def teacher_responses(W1s, W2s, X, Y):
     """The teacher's responses (paper §2): y*_1 = argmax(W1* x), y*_i = argmax(W1* x + W2*[:, y*_{i−1}]).
 
     W1s float64[k, d], W2s float64[k, k] (the paper's layout), X float64[B, d]; writes Y (int64[B, N]).
-    Ties go to the smallest token.
+    Ties go to the smallest token. The next token depends on the context and the previous token only, so each
+    context memoises its transition table as the chain visits it: at most min(N, k) argmaxes of k per context,
+    instead of N (the chain soon cycles through a few tokens).
     """
     B, N = Y.shape
     k, d = W1s.shape
-    us = np.empty(((B + 63) // 64, k))
-    for blk in prange((B + 63) // 64):
+    nblk = (B + 63) // 64
+    us = np.empty((nblk, k))
+    nexts = np.empty((nblk, k), np.int64)
+    for blk in prange(nblk):
         u = us[blk]
+        nxt = nexts[blk]
         for b in range(blk * 64, min(B, blk * 64 + 64)):
             for a in range(k):
                 s = 0.0
                 for c in range(d):
                     s += W1s[a, c] * X[b, c]
                 u[a] = s
-            for i in range(N):
-                best = -np.inf
-                arg = 0
-                for a in range(k):
-                    s = u[a] if i == 0 else u[a] + W2s[a, Y[b, i - 1]]
-                    if s > best:
-                        best = s
-                        arg = a
-                Y[b, i] = arg
+                nxt[a] = -1
+            prev = _first_argmax(u, W2s, -1)
+            if N > 0:
+                Y[b, 0] = prev
+            for i in range(1, N):
+                if nxt[prev] < 0:
+                    nxt[prev] = _first_argmax(u, W2s, prev)
+                prev = nxt[prev]
+                Y[b, i] = prev
 
 
 @njit(cache=True, parallel=True)

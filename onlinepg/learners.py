@@ -82,6 +82,14 @@ class BatchLearner(Learner):
         self.neg = -1.0 if a["reward"] == "pm1" else 0.0
         self.baseline = a["baseline"]
         self.std_scale = a["std_scale"]
+        mode = "supervised" if self.supervised else a["reward_type"]
+        self.fused = K.fused_supported(self.features.fm, mode, self.baseline)
+        if self.fused:       # one kernel call samples, scores and accumulates the gradient (kernels/pg_step.py)
+            whole_batch = self.baseline == "batch_mean" or self.G == 1
+            self.step_params = K.step_params(mode, a["reward"], self.baseline, 1 if whole_batch else self.G,
+                                             self.std_scale, 1.0 / (self.B * self.features.N))
+            self.out = K.step_out(self.B, self.features.N)
+            self.g = np.zeros(self.features.D)
 
     def _contexts(self, step):
         """B contexts for the step; with groups, B/G contexts each repeated G times (consecutive)."""
@@ -116,8 +124,10 @@ class BatchLearner(Learner):
         return rows[:m]
 
     def step(self, step):
-        pol, B, N, c = self.policy, self.B, self.features.N, self.counters
         b = self._contexts(step)
+        if self.fused:
+            return self._fused_step(step, b)
+        pol, B, N, c = self.policy, self.B, self.features.N, self.counters
         llstar, _, _ = pol.loglik(b.X, b.J, b.Ystar)
         smp = pol.sample(b.X, b.J, "policy", seed=self.seed, first_stream=step * B)
         ok_tok = np.cumprod(smp.Y == b.Ystar, axis=1).astype(bool)      # prefix correctness r_i
@@ -138,13 +148,38 @@ class BatchLearner(Learner):
             c[C_ORM] += B
             g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
             reward = float(r.mean())
+        return self._finish(step, b, g, reward, correct, llstar, smp.logp)
+
+    def _fused_step(self, step, b):
+        B, N, c, out, g = self.B, self.features.N, self.counters, self.out, self.g
+        g[:] = 0.0
+        self.features.kernel("pg_step", B)(self.features.fm, self.policy.w, b.X, b.Ystar, self.step_params,
+                                           self.seed, step * B, out, g)
+        correct = out.prefix == N
+        c[C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(out.llstar)))
+        c[C_MIST_SAMPLED] += float(B - correct.sum())
+        c[C_TOKENS] += B * N
+        if self.supervised:
+            reward = 1.0
+        elif self.process:
+            c[C_PRM] += B * N
+            reward = float(out.prefix.sum()) / (B * N)
+        else:
+            c[C_ORM] += B
+            n_ok = int(correct.sum())
+            reward = (n_ok + self.neg * (B - n_ok)) / B
+        return self._finish(step, b, g, reward, correct, out.llstar, out.logp)
+
+    def _finish(self, step, b, g, reward, correct, llstar, logp):
+        """Apply the step's update and return its trace row."""
+        c = self.counters
         eta = gsq = 0.0
         if g.any():                 # the update's kernel computes ‖g‖² itself (in a fixed order)
-            eta, gsq = pol.update(g, self.rule, self.lr, self.G2)
+            eta, gsq = self.policy.update(g, self.rule, self.lr, self.G2)
             c[C_UPDATES] += 1
         c[C_ROUNDS] += 1
         return [step, b.J[0], reward, correct.mean(), c[C_ORM], c[C_PRM], c[C_TOKENS], c[C_UPDATES],
-                c[C_MIST_SAMPLED], c[C_MIST_EXPECTED], llstar.mean(), smp.logp.mean(), eta, np.sqrt(gsq)]
+                c[C_MIST_SAMPLED], c[C_MIST_EXPECTED], llstar.mean(), logp.mean(), eta, np.sqrt(gsq)]
 
 
 def make_learner(cfg, stream, policy, base):

@@ -25,6 +25,13 @@ def test_teacher_responses_match_reference(kind):
     np.testing.assert_array_equal(b.Ystar, teacher_reference(task.W1s, task.W2s, b.X, 7))
 
 
+def test_teacher_responses_longer_than_the_vocabulary():
+    """N ≫ k: the kernel memoises each context's transition table as its chain visits it; same path as the reference."""
+    task = op.TeacherTask(4, 3, 40, seed=5)
+    b = task.draw(0, 100)
+    np.testing.assert_array_equal(b.Ystar, teacher_reference(task.W1s, task.W2s, b.X, 40))
+
+
 def test_star_weights_rank_ystar_first():
     task = op.TeacherTask(6, 5, 7, seed=3)
     b = task.draw(0, 300)

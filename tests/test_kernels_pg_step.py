@@ -1,0 +1,135 @@
+"""kernels.pg_step — the fused batched step against the NumPy reference of the paper mode (tests/reference_online.py:
+sampling from per-row streams, rewards, every baseline, the score-function gradient), its invariance to the
+thread count, the exact-logit fallback, and ``binary_advantages`` against ``group_advantages``."""
+import numpy as np
+import pytest
+
+import onlinepg.kernels as K
+from reference import Model, score_grad, sequence_loglik
+from reference_online import pg_batch_step, sample_policy_batch
+
+SEED = 11
+FIRST = 5
+
+
+def _problem(k, N, d, B, seed=0, wscale=1.5):
+    """A bigram problem where a fair share of the samples is correct: y* is each context's greedy path under w."""
+    rng = np.random.default_rng(seed)
+    model = Model("bigram", k, N, 1.0, d=d)
+    w = wscale * rng.normal(size=model.D)
+    X = np.ascontiguousarray(rng.normal(size=(B, d)))
+    Ystar = np.empty((B, N), np.int64)
+    for b in range(B):
+        prev = 0
+        for i in range(N):
+            logits = model.phi_matrix(X[b], 0, i, prev) @ w
+            prev = Ystar[b, i] = int(np.argmax(logits))
+    fm = K.FeatureMap(K.BIGRAM, k, N, 1.0)
+    return model, fm, w, X, Ystar
+
+
+def _run(fm, w, X, Ystar, params, kernel=None):
+    B, N = Ystar.shape
+    out = K.step_out(B, N)
+    g = np.zeros(w.shape[0])
+    (kernel or K.pg_step)(fm, w, X, Ystar, params, SEED, FIRST, out, g)
+    return out, g
+
+
+CASES = [("outcome", "pm1", "none", 1, False), ("outcome", "01", "none", 1, False),
+         ("outcome", "pm1", "batch_mean", 1, False), ("outcome", "01", "batch_mean", 1, True),
+         ("outcome", "pm1", "group_mean", 4, False), ("outcome", "pm1", "group_mean", 5, True),
+         ("outcome", "01", "loo", 1, False), ("outcome", "pm1", "loo", 4, False), ("outcome", "pm1", "loo", 8, True),
+         ("process", "pm1", "none", 1, False), ("process", "01", "none", 1, False),
+         ("supervised", "pm1", "none", 1, False)]
+
+
+@pytest.mark.parametrize("mode,reward,baseline,G,std", CASES, ids=["-".join(map(str, c)) for c in CASES])
+@pytest.mark.parametrize("k,N", [(3, 4), (2, 6)])
+def test_matches_the_numpy_reference(mode, reward, baseline, G, std, k, N):
+    B = 40                                        # two blocks of rows (and groups of 4, 5, 8 inside them)
+    model, fm, w, X, Ystar = _problem(k, N, 3, B, seed=k * 10 + N)
+    params = K.step_params(mode, reward, baseline, G, std, 1.0 / (B * N))
+    out, g = _run(fm, w, X, Ystar, params)
+    J = np.zeros(B, np.int64)
+    Y = sample_policy_batch(model, w, X, J, SEED, FIRST)
+    np.testing.assert_array_equal(out.Y, Y)
+    prefix = np.cumprod(Y == Ystar, axis=1).sum(axis=1)
+    np.testing.assert_array_equal(out.prefix, prefix)
+    assert 0 < (prefix == N).sum() < B, "the problem must mix correct and wrong samples"
+    np.testing.assert_allclose(out.llstar, [sequence_loglik(model, w, X[b], 0, Ystar[b])[0] for b in range(B)],
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.logp, [sequence_loglik(model, w, X[b], 0, Y[b])[0] for b in range(B)],
+                               rtol=1e-12, atol=1e-12)
+    if mode == "supervised":
+        ref = sum(score_grad(model, w, X[b], 0, Ystar[b], np.ones(N)) for b in range(B)) / (B * N)
+    else:
+        ref = pg_batch_step(model, w.copy(), np.zeros(model.D), X, J, Ystar, Y, mode, reward, baseline, G, std,
+                            0.1)
+    np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-14)
+    assert np.abs(g).max() > 0
+
+
+def test_same_bits_for_any_thread_count_and_the_serial_twin(num_threads):
+    B, N = 100, 7
+    model, fm, w, X, Ystar = _problem(4, N, 5, B, seed=3)
+    for mode, baseline, G in (("outcome", "batch_mean", 1), ("outcome", "group_mean", 4), ("process", "none", 1)):
+        params = K.step_params(mode, "pm1", baseline, G, False, 1.0 / (B * N))
+        results = []
+        for n in (1, 2):
+            with num_threads(n):
+                results.append(_run(fm, w, X, Ystar, params))
+        results.append(_run(fm, w, X, Ystar, params, K.pg_step_serial))
+        for out, g in results[1:]:
+            np.testing.assert_array_equal(out.Y, results[0][0].Y)
+            np.testing.assert_array_equal(out.llstar, results[0][0].llstar)
+            np.testing.assert_array_equal(g, results[0][1])
+
+
+def test_rows_do_not_depend_on_the_batch_they_are_in():
+    """Row b's draw and scores depend on its stream and context only (a batch split in two gives the same rows)."""
+    B, N = 64, 5
+    model, fm, w, X, Ystar = _problem(3, N, 4, B, seed=4)
+    params = K.step_params("process", "pm1", "none", 1, False, 1.0)
+    whole, _ = _run(fm, w, X, Ystar, params)
+    out = K.step_out(24, N)
+    K.pg_step(fm, w, X[40:], Ystar[40:], params, SEED, FIRST + 40, out, np.zeros(w.shape[0]))
+    np.testing.assert_array_equal(out.Y, whole.Y[40:])
+    np.testing.assert_array_equal(out.llstar, whole.llstar[40:])
+
+
+def test_extreme_logits_fall_back_to_the_exact_row():
+    """±1e4 logits: the factorised sums underflow and the exact row takes over; scores stay finite and exact."""
+    B, N = 8, 4
+    model, fm, w, X, Ystar = _problem(3, N, 2, B, seed=5, wscale=4000.0)
+    params = K.step_params("supervised", "pm1", "none", 1, False, 1.0)
+    out, g = _run(fm, w, X, Ystar, params)
+    ref = [sequence_loglik(model, w, X[b], 0, Ystar[b])[0] for b in range(B)]
+    assert np.all(np.isfinite(out.llstar)) and np.all(np.isfinite(g))
+    np.testing.assert_allclose(out.llstar, ref, atol=1e-9)
+    np.testing.assert_array_equal(out.Y, sample_policy_batch(model, w, X, np.zeros(B, np.int64), SEED, FIRST))
+
+
+@pytest.mark.parametrize("baseline", ["none", "batch_mean", "loo"])
+@pytest.mark.parametrize("std", [False, True])
+@pytest.mark.parametrize("neg", [-1.0, 0.0])
+def test_binary_advantages_match_group_advantages(baseline, std, neg):
+    code = K.BASELINES[baseline]
+    for n1, n0 in ((0, 5), (3, 0), (1, 1), (2, 7), (13, 4)):
+        r = np.array([[1.0]] * n1 + [[neg]] * n0)
+        adv = np.empty_like(r)
+        K.group_advantages(r, n1 + n0, code, std, adv)
+        a1, a0 = K.binary_advantages(n1, n0, neg, code, std)
+        np.testing.assert_allclose(adv[:, 0], [a1] * n1 + [a0] * n0, rtol=1e-12, atol=1e-15)
+
+
+def test_step_params_refuse_bad_names():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        K.step_params("orm")
+    with pytest.raises(ValueError, match="baseline must be 'none' for the fused process-reward step"):
+        K.step_params("process", baseline="batch_mean")
+    with pytest.raises(ValueError, match="reward must be"):
+        K.step_params("outcome", reward="+-1")
+    assert K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "outcome", "loo")
+    assert not K.fused_supported(K.FeatureMap(K.CELLS, 2, 2, 1.0), "outcome", "none")
+    assert not K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean")

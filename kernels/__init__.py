@@ -12,7 +12,7 @@ from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_b
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
                        rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
                        uniform_ids_serial)
-from .twin import PARALLEL_MIN_ROWS, serial_twin
+from .twin import PARALLEL_MIN_LANES, PARALLEL_MIN_ROWS, serial_twin
 
 from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits

@@ -9,10 +9,13 @@ from . import validate as v
 KINDS = ("bigram", "cells", "custom")
 
 
-def pick(namespace, name, rows):
+def pick(namespace, name, rows, lanes_per_row=None):
     """Kernel ``name`` from ``namespace`` for a batch of ``rows``: its serial twin below
-    ``kernels.PARALLEL_MIN_ROWS`` rows, where waking the thread pool costs more than the work."""
-    return getattr(namespace, name if rows >= K.PARALLEL_MIN_ROWS else name + "_serial")
+    ``kernels.PARALLEL_MIN_ROWS`` rows or (given the inner-loop lanes of one row) ``kernels.PARALLEL_MIN_LANES``
+    lanes in all, where waking the thread pool costs more than the work (kernels/twin.py)."""
+    parallel = rows >= K.PARALLEL_MIN_ROWS and (lanes_per_row is None
+                                                 or rows * lanes_per_row >= K.PARALLEL_MIN_LANES)
+    return getattr(namespace, name if parallel else name + "_serial")
 _CODES = {"bigram": K.BIGRAM, "cells": K.CELLS, "custom": K.CUSTOM}
 
 
@@ -75,8 +78,8 @@ class FeatureSpec:
         return 0 if self.kind == "cells" else self.d
 
     def kernel(self, name, rows):
-        """The batch kernel ``name`` (e.g. 'sample_batch') for this map, sized for ``rows`` rows."""
-        return pick(self.kernels, name, rows)
+        """The batch kernel ``name`` (e.g. 'sample_batch') for this map, sized for ``rows`` rows of N·k lanes."""
+        return pick(self.kernels, name, rows, self.N * self.k)
 
     @cached_property
     def kernels(self):

@@ -77,11 +77,11 @@ class TeacherTask:
         key = derive_seed(self.seed, stream)
         X = np.empty((n, self.d))
         if self.contexts_kind == "rademacher":
-            pick(K, "rademacher_contexts", n)(key, first, X)
+            pick(K, "rademacher_contexts", n, self.d)(key, first, X)
             J = np.arange(first, first + n, dtype=np.int64)
         else:
             J = np.empty(n, np.int64)
-            pick(K, "mixture_contexts", n)(key, first, self.centres, self.sigma, X, J)
+            pick(K, "mixture_contexts", n, 8 * self.d)(key, first, self.centres, self.sigma, X, J)
         return X, J
 
     def _features(self, X):
@@ -97,7 +97,7 @@ class TeacherTask:
 
     def _raw_responses(self, X):
         Y = np.empty((len(X), self.N), np.int64)
-        pick(K, "teacher_responses", len(X))(self.W1s, self.W2s, X, Y)
+        pick(K, "teacher_responses", len(X), self.k * (self.d + self.N))(self.W1s, self.W2s, X, Y)
         return Y
 
     def draw(self, first, n, stream="contexts"):

@@ -25,6 +25,24 @@ B = 2 * K.PARALLEL_MIN_ROWS + 37           # several blocks, and a ragged last o
 K4, N3, D3 = 4, 3, 3
 
 
+@pytest.fixture(autouse=True)
+def no_work_threshold(monkeypatch):
+    """The sizes here are small in lanes (N·k = 12 per row): drop the work threshold so that the row threshold
+    alone decides, as it does for the paper's sizes."""
+    monkeypatch.setattr(K, "PARALLEL_MIN_LANES", 0)
+
+
+def test_small_work_takes_the_serial_twin_whatever_the_rows(monkeypatch):
+    """Rows alone do not wake the thread pool: below PARALLEL_MIN_LANES lanes (rows × N·k) the serial twin runs."""
+    from onlinepg.kernels import twin
+    monkeypatch.setattr(K, "PARALLEL_MIN_LANES", twin.PARALLEL_MIN_LANES)     # the shipped value
+    small = op.FeatureSpec("bigram", 16, 16, d=16)     # the default job: 256 rows × 256 lanes = 65 536
+    assert small.kernel("pg_step", 256) is K.pg_step_serial
+    big = op.FeatureSpec("bigram", 32, 128, d=32)      # fig1: 1024 rows × 4096 lanes
+    assert big.kernel("pg_step", 1024) is K.pg_step
+    assert big.kernel("pg_step", K.PARALLEL_MIN_ROWS - 1) is K.pg_step_serial
+
+
 _CUSTOM = {}
 
 

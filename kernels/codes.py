@@ -30,7 +30,8 @@ BASELINES = {"none": NO_BASELINE, "batch_mean": GROUP_MEAN, "group_mean": GROUP_
 STEP_ORM = 0         # outcome reward of the sampled response
 STEP_PRM = 1         # per-prefix process reward of the sampled response
 STEP_SUPERVISED = 2  # log-likelihood of y* (batched SGD; the sample only counts mistakes)
-STEP_MODES = {"outcome": STEP_ORM, "process": STEP_PRM, "supervised": STEP_SUPERVISED}
+STEP_FIT = 3         # log-likelihood of y*, nothing sampled (pre-training)
+STEP_MODES = {"outcome": STEP_ORM, "process": STEP_PRM, "supervised": STEP_SUPERVISED, "fit": STEP_FIT}
 
 # The algorithm names are the keys of kernels.rounds.ROUNDS (one round kernel each; pg_process has one per variant,
 # keyed "pg_process/<variant>"); the batched ones (pg_batch, sgd with batch > 1) run through kernels/batch.

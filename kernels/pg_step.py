@@ -13,7 +13,7 @@ One pass over each sequence does what ``sample_batch``, ``loglik_batch`` and ``g
   accumulator of its reward class (correct / wrong); the advantage of a binary reward is an affine function of
   the reward within the scope, so the scope's gradient is c₁·S₁ + c₀·S₀ (``advantages.binary_advantages``).
 * supervised mode (batched SGD) takes the gradient of log p(y*|x) in the same passes and samples only to count
-  the sampled mistakes.
+  the sampled mistakes; fit mode (pre-training) takes the same gradient and samples nothing.
 
 Blocks of sequences are fixed by the batch size and group size, never by the thread count; each block owns its
 accumulators and they are summed in block order, so results are bit-identical for any number of threads. Row b
@@ -29,7 +29,7 @@ from numba import njit, prange
 from .advantages import binary_advantages
 from .batch import BLOCK
 from .bigram import TINY, _prepare_exp, transition_exp
-from .codes import BASELINES, NO_BASELINE, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
+from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
 from .features import BIGRAM, token_logits
 from .rng import seed_stream, uniform
 from .softmax import inverse_cdf, lane_sum, row_max, shifted_exp
@@ -38,7 +38,7 @@ from .twin import serial_twin
 StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale"])
 StepParams.__doc__ = """Parameters of ``pg_step`` (read by attribute inside the kernel).
 
-mode       STEP_ORM, STEP_PRM or STEP_SUPERVISED (``codes.STEP_MODES``)
+mode       STEP_ORM, STEP_PRM, STEP_SUPERVISED or STEP_FIT (``codes.STEP_MODES``)
 neg        the reward of a wrong response / prefix: −1.0 (±1 rewards) or 0.0 (0/1)
 baseline   a ``codes.BASELINES`` code (ORM: any; PRM: NO_BASELINE only; supervised: ignored)
 group      the scope of the baseline: G consecutive rows per group, or the whole batch when group ≤ 1
@@ -48,15 +48,15 @@ scale      the loss weight of every token (the paper's 1/(B·N))"""
 StepOut = namedtuple("StepOut", ["Y", "llstar", "logp", "prefix", "states"])
 StepOut.__doc__ = """Per-row outputs of ``pg_step`` (caller owned; ``step_out`` allocates them).
 
-Y       int64[B, N]    the sampled responses
+Y       int64[B, N]    the sampled responses (fit mode: not written)
 llstar  float64[B]     log p_w(y*_b|x_b) before the update (progressive validation)
-logp    float64[B]     log p_w(Y[b]|x_b)
-prefix  int64[B]       the number of leading tokens of Y[b] equal to y*_b (N: the response is correct)
+logp    float64[B]     log p_w(Y[b]|x_b) (fit mode: 0)
+prefix  int64[B]       the number of leading tokens of Y[b] equal to y*_b (N: the response is correct; fit mode: 0)
 states  uint64[B, 4]   RNG work space (seeded by the kernel)"""
 
 
 def step_params(mode="outcome", reward="pm1", baseline="none", group=1, std_scale=False, scale=1.0):
-    """Validated ``StepParams`` from names: mode 'outcome', 'process' or 'supervised'; reward 'pm1' or '01';
+    """Validated ``StepParams`` from names: mode 'outcome', 'process', 'supervised' or 'fit'; reward 'pm1' or '01';
     baseline one of ``codes.BASELINES``. Raises ValueError naming the field and the accepted values."""
     if mode not in STEP_MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, STEP_MODES))}; got {mode!r}")
@@ -134,13 +134,17 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, u, eu, e, lg, cu, tr)
     mu = _prepare_exp(fm, w, x, u, eu)
     for a in range(k):
         cu[a] = 0.0
-    sup = p.mode == STEP_SUPERVISED
+    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
     logp = 0.0
     lls = 0.0
     on = True
-    npre = N
+    npre = N              # the first position where y left y* (N: never)
+    n_draw = N
+    if p.mode == STEP_FIT:     # nothing sampled: y*'s loop below scores every position
+        npre = -1
+        n_draw = 0
     prev = 0
-    for i in range(N):
+    for i in range(n_draw):
         if i == 0:
             for t in range(k):
                 e[t] = eu[t]
@@ -170,19 +174,23 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, u, eu, e, lg, cu, tr)
                 _score(e, s, a, ai, ts, prev, i, lg, cu, tr)
         prev = a
     for i in range(npre + 1, N):          # y*'s tokens after the sample left it
-        prev = ystar[i - 1]
-        for t in range(k):
-            e[t] = eu[t] * ET[prev, t]
+        prev = ystar[i - 1] if i > 0 else 0
+        if i == 0:
+            for t in range(k):
+                e[t] = eu[t]
+        else:
+            for t in range(k):
+                e[t] = eu[t] * ET[prev, t]
         s = lane_sum(e)
         if s > TINY:
-            z = mu + math.log(s) + rm[prev]
+            z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[prev]
         else:
             s, z = _row_exact(fm, w, x, u, ystar, i, e, lg)
         b = ystar[i]
         lls += _logit(w, u, tbase, ts, prev, i, b) - z
         if sup:
             _score(e, s, b, p.scale, ts, prev, i, lg, cu, tr)
-    return lls, logp, npre
+    return lls, logp, max(npre, 0)
 
 
 @njit(cache=True, inline="always")

@@ -16,7 +16,7 @@ import types
 from numba import njit
 
 PARALLEL_MIN_ROWS = 128
-PARALLEL_MIN_LANES = 1 << 18
+PARALLEL_MIN_LANES = 1 << 20
 
 
 def serial_twin(dispatcher):

@@ -1,6 +1,7 @@
 """From a resolved config to the objects a run needs: task, context stream, base model, test set."""
 import numpy as np
 
+from . import kernels as K
 from .errors import ConfigError
 from .io import load_policy
 from .policy import Policy
@@ -73,11 +74,19 @@ def tracked_batch(task, test, cfg):
 def pretrain(task, cfg, policy):
     """The paper's base-model stage: batched supervised steps (mean over batch × N) from ``policy``."""
     b = cfg["base"]
-    G2 = np.zeros(policy.features.D)
+    f = policy.features
+    G2 = np.zeros(f.D)
     B, N = b["batch"], task.N
+    fused = K.fused_supported(f.fm, "fit", "none")
+    if fused:       # the fused step's fit mode: the supervised gradient, nothing sampled (kernels/pg_step.py)
+        params, out, g = K.step_params("fit", scale=1.0 / (B * N)), K.step_out(B, N), np.zeros(f.D)
     for step in range(b["steps"]):
         batch = task.draw(step * B, B, stream="pretrain")
-        g = policy.grad(batch.X, batch.J, batch.Ystar, np.ones(B), scale=1.0 / (B * N))
+        if fused:
+            g[:] = 0.0
+            f.kernel("pg_step", B)(f.fm, policy.w, batch.X, batch.Ystar, params, 0, 0, out, g)
+        else:
+            g = policy.grad(batch.X, batch.J, batch.Ystar, np.ones(B), scale=1.0 / (B * N))
         policy.update(g, b["lr_rule"], b["lr"], G2)
     return policy
 

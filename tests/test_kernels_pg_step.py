@@ -41,7 +41,7 @@ CASES = [("outcome", "pm1", "none", 1, False), ("outcome", "01", "none", 1, Fals
          ("outcome", "pm1", "group_mean", 4, False), ("outcome", "pm1", "group_mean", 5, True),
          ("outcome", "01", "loo", 1, False), ("outcome", "pm1", "loo", 4, False), ("outcome", "pm1", "loo", 8, True),
          ("process", "pm1", "none", 1, False), ("process", "01", "none", 1, False),
-         ("supervised", "pm1", "none", 1, False)]
+         ("supervised", "pm1", "none", 1, False), ("fit", "pm1", "none", 1, False)]
 
 
 @pytest.mark.parametrize("mode,reward,baseline,G,std", CASES, ids=["-".join(map(str, c)) for c in CASES])
@@ -52,6 +52,13 @@ def test_matches_the_numpy_reference(mode, reward, baseline, G, std, k, N):
     params = K.step_params(mode, reward, baseline, G, std, 1.0 / (B * N))
     out, g = _run(fm, w, X, Ystar, params)
     J = np.zeros(B, np.int64)
+    if mode == "fit":          # nothing sampled: y*'s likelihood and the supervised gradient only
+        np.testing.assert_allclose(out.llstar, [sequence_loglik(model, w, X[b], 0, Ystar[b])[0] for b in range(B)],
+                                   rtol=1e-12, atol=1e-12)
+        ref = sum(score_grad(model, w, X[b], 0, Ystar[b], np.ones(N)) for b in range(B)) / (B * N)
+        np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-14)
+        assert not out.prefix.any() and not out.logp.any()
+        return
     Y = sample_policy_batch(model, w, X, J, SEED, FIRST)
     np.testing.assert_array_equal(out.Y, Y)
     prefix = np.cumprod(Y == Ystar, axis=1).sum(axis=1)

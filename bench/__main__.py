@@ -1,6 +1,6 @@
 """onlinepg against its peers, in one run, with the machine's limit beside them.
 
-    python -m bench [--quick] [--out DIR] [--sections 1,2,3,4,5] [--wait-idle SECONDS]
+    python -m bench [--quick] [--out DIR] [--sections 1,2,3,4,5,6] [--wait-idle SECONDS]
     onlinepg bench  (the same)
 
 Sections: 1 the PG step at the paper's shape vs NumPy and PyTorch (``bench.kernels``); 2 the streaming N = 1
@@ -24,8 +24,9 @@ from pathlib import Path
 from .report import LoadMeter, Section, as_json, document, human, verdict
 
 TITLES = {1: "Policy-gradient step, paper shape (bigram, N = 128, d = k = 32, batch 1024)",
-          2: "Streaming bandit multiclass, N = 1", 3: "Scaling", 4: "The limit", 5: "Start-up and memory"}
-PG_TARGETS = {"numpy": 10.0, "torch": 20.0}
+          2: "Streaming bandit multiclass, N = 1", 3: "Scaling", 4: "The limit", 5: "Start-up and memory",
+          6: "End to end: fig1"}
+PG_TARGETS = {"numpy": 30.0, "torch": 50.0}
 IDLE_LOAD = 0.5          # 1-minute load average regarded as a quiet machine for --wait-idle
 
 
@@ -74,8 +75,8 @@ def pg_step_section(quick, log):
 
 
 def run_section(number, quick, log):
-    from . import bandit, limit, scaling, startup
-    runners = {1: pg_step_section, 2: bandit.run, 3: scaling.run, 4: limit.run, 5: startup.run}
+    from . import bandit, e2e, limit, scaling, startup
+    runners = {1: pg_step_section, 2: bandit.run, 3: scaling.run, 4: limit.run, 5: startup.run, 6: e2e.run}
     t0 = time.perf_counter()
     try:
         sec = runners[number](quick, log)
@@ -158,7 +159,7 @@ def main(argv=None, prog="python -m bench"):
 def add_arguments(ap):
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run: every row, not the reference figures)")
     ap.add_argument("--out", help="output folder for bench.json and bench.md (default runs/bench-<timestamp>)")
-    ap.add_argument("--sections", default="1,2,3,4,5", help="comma-separated section numbers (default all)")
+    ap.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated section numbers (default all)")
     ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                     help=f"first wait up to SECONDS for the 1-minute load average to fall below {IDLE_LOAD}")
 
@@ -167,7 +168,7 @@ def run(args, prog="python -m bench"):
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731 - progress to stderr, tables to stdout
     numbers = sorted({int(s) for s in args.sections.split(",") if s.strip()})
     if not numbers or any(n not in TITLES for n in numbers):
-        print(f"{prog}: error: --sections takes numbers from 1..5, got {args.sections!r}", file=sys.stderr)
+        print(f"{prog}: error: --sections takes numbers from 1..6, got {args.sections!r}", file=sys.stderr)
         return 2
     out = Path(args.out or f"runs/bench-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,7 @@ def run(args, prog="python -m bench"):
     with LoadMeter() as total:
         sections = [run_section(n, args.quick, log) for n in numbers]
     miss_notes(sections, info)
-    command = prog + (" --quick" if args.quick else "") + (f" --sections {args.sections}" if len(numbers) < 5 else "")
+    command = prog + (" --quick" if args.quick else "") + (f" --sections {args.sections}" if len(numbers) < len(TITLES) else "")
     header = ["## Benchmarks" + (" (--quick: small sizes, not the reference figures)" if args.quick else ""), "",
               f"`{command}` on {started:%Y-%m-%d %H:%M %Z}: {info['cpu']}, {info['cores']} cores"
               + (f", {info['memory_gib']:.0f} GiB" if info["memory_gib"] else "")

@@ -81,3 +81,12 @@ def test_round_kernel_example_in_the_docs_runs(capsys):
     exec(compile(code, "docs/embedding.md#rounds", "exec"), {"__name__": "docs"})
     mistakes = int(re.search(r"round-kernel mistakes: (\d+) of 20000", capsys.readouterr().out).group(1))
     assert mistakes < 0.6 * 20000                          # the uniform policy errs 90% of the time
+
+
+def test_batched_step_example_in_the_docs_runs_and_learns(capsys):
+    """docs/embedding.md's pg_step loop runs as written, and 60 PRM steps raise log p(y*|x) above the uniform
+    policy's N·log(1/k) (a loop that never learned would stay there)."""
+    code = _first_python_block(ROOT / "docs" / "embedding.md", after="## A whole batched step per call")
+    exec(compile(code, "docs/embedding.md#pg_step", "exec"), {"__name__": "docs"})
+    ll = float(re.search(r"mean log p\(y\*\|x\) at the last step: (\S+)", capsys.readouterr().out).group(1))
+    assert ll > 16 * np.log(1 / 16) + 3

@@ -45,9 +45,10 @@ def probe():
     t0 = time.perf_counter()
     import onlinepg
     import onlinepg.engine  # noqa: F401 - the import is part of what is timed
+    from onlinepg.warmup import rows_decide
     t1 = time.perf_counter()
     runs = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, rows_decide():
         for i, (name, cfg) in enumerate(_tour_configs()):
             s0 = time.perf_counter()
             onlinepg.run(cfg, f"{tmp}/{i}")

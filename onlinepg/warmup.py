@@ -7,6 +7,7 @@ with a prescribed-likelihood base. ``warm(jobs)`` plays them in ``jobs`` process
 core, but each kernel is cached on its own, so separate processes fill the cache in parallel. ``bench.startup``
 times the same tour.
 """
+import contextlib
 import os
 import tempfile
 import time
@@ -54,12 +55,26 @@ def tour_configs():
     return out
 
 
+@contextlib.contextmanager
+def rows_decide():
+    """Within the block, the row threshold alone picks parallel kernels (``kernels.PARALLEL_MIN_LANES`` = 0): the
+    tour's sizes are small in lanes, and its batches above ``PARALLEL_MIN_ROWS`` rows must still compile the
+    parallel kernels that paper-sized runs call."""
+    from . import kernels as K
+    before = K.PARALLEL_MIN_LANES
+    K.PARALLEL_MIN_LANES = 0
+    try:
+        yield
+    finally:
+        K.PARALLEL_MIN_LANES = before
+
+
 def play(index):
     """Play tour run ``index`` in a scratch folder; returns (name, seconds)."""
     from .engine import run
     name, cfg = tour_configs()[index]
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, rows_decide():
         run(cfg, tmp, overwrite=True)
     return name, time.perf_counter() - t0
 

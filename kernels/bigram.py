@@ -48,6 +48,19 @@ def transition_exp(fm, w, d, ET, rm):
 
 
 @njit(cache=True, inline="always")
+def bigram_row(eu, ET, prev, i, e):
+    """e = Eu ∘ ET[prev] (Eu itself at i = 0), the unnormalised next-token probabilities, and return Σ e: an
+    elementwise loop LLVM vectorises, then its sum (``lane_sum`` order)."""
+    if i == 0:
+        for a in range(e.shape[0]):
+            e[a] = eu[a]
+    else:
+        for a in range(e.shape[0]):
+            e[a] = eu[a] * ET[prev, a]
+    return lane_sum(e)
+
+
+@njit(cache=True, inline="always")
 def _prepare_exp(fm, w, x, u, eu):
     prepare(fm, w, x, 0, u)
     mu = row_max(u)
@@ -68,14 +81,7 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     logp = 0.0
     prev = 0
     for i in range(N):
-        # e = Eu ∘ ET[prev] (Eu at i = 0): an elementwise loop LLVM vectorises, then its sum
-        if i == 0:
-            for a in range(k):
-                e[a] = eu[a]
-        else:
-            for a in range(k):
-                e[a] = eu[a] * ET[prev, a]
-        s = lane_sum(e)
+        s = bigram_row(eu, ET, prev, i, e)
         if s > TINY:
             a = inverse_cdf(e, uniform(state) * s)
             if i == 0:

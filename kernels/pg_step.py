@@ -28,11 +28,11 @@ from numba import njit, prange
 
 from .advantages import binary_advantages
 from .batch import BLOCK
-from .bigram import TINY, _prepare_exp, transition_exp
+from .bigram import TINY, _prepare_exp, bigram_row, transition_exp
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
 from .features import BIGRAM, token_logits
 from .rng import seed_stream, uniform
-from .softmax import inverse_cdf, lane_sum, row_max, shifted_exp
+from .softmax import inverse_cdf, row_max, shifted_exp
 from .twin import serial_twin
 
 StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale"])
@@ -145,13 +145,7 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, u, eu, e, lg, cu, tr)
         n_draw = 0
     prev = 0
     for i in range(n_draw):
-        if i == 0:
-            for t in range(k):
-                e[t] = eu[t]
-        else:
-            for t in range(k):
-                e[t] = eu[t] * ET[prev, t]
-        s = lane_sum(e)
+        s = bigram_row(eu, ET, prev, i, e)
         if s > TINY:
             a = inverse_cdf(e, uniform(state) * s)
             z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[prev]
@@ -175,13 +169,7 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, u, eu, e, lg, cu, tr)
         prev = a
     for i in range(npre + 1, N):          # y*'s tokens after the sample left it
         prev = ystar[i - 1] if i > 0 else 0
-        if i == 0:
-            for t in range(k):
-                e[t] = eu[t]
-        else:
-            for t in range(k):
-                e[t] = eu[t] * ET[prev, t]
-        s = lane_sum(e)
+        s = bigram_row(eu, ET, prev, i, e)
         if s > TINY:
             z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[prev]
         else:

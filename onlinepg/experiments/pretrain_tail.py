@@ -65,8 +65,7 @@ def run(ctx):
                 s, path = pretrain(ctx, over, f, seed, n)
                 prof = base_profile(task, path, p["eps"])
                 profiles[seed, f] = prof
-                unseen = float(task.masses[task.slot_context][prof["loglik"] <= -log_kN(task) + 1e-9].sum() /
-                               task.masses[task.slot_context].sum())
+                unseen = float(np.mean(prof["loglik"] <= -log_kN(task) + 1e-9))   # slots are equally likely
                 row = dict(n=n, unseen_pred=unseen_tail_mass(task, n), unseen=unseen,
                            Q_ratio=math.exp(prof["log_Q"] + log_kN(task)), QTL_k=math.exp(prof["log_QTL"]) * task.k,
                            sgd_error=s["final_test_error"], control=f == p["control_factor"])

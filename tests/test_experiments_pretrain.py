@@ -1,0 +1,26 @@
+"""pretrain-tail and pretrain-prm at --scale small: each runs end to end, writes its outputs, and shows what a small
+run can honestly show."""
+import json
+import math
+
+from onlinepg.experiments import run_experiment
+from test_experiments import _outputs_ok
+
+
+def _verdict(ctx):
+    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+
+
+def test_pretrain_tail(tmp_path):
+    ctx = run_experiment("pretrain-tail", "small", tmp_path / "pt", log=lambda *_: None)
+    _outputs_ok(ctx)
+    p = ctx.params
+    kN = p["k"] ** p["N"]
+    grid = {r["n_factor"]: r for r in ctx.rows if not r["control"]}
+    assert set(grid) == set(p["n_factors"])
+    # a never-seen tail context keeps the uniform likelihood: the smallest base sits exactly at k^−N
+    assert math.isclose(grid[0.1]["Q_ratio"], 1.0, rel_tol=1e-9) and grid[0.1]["unseen"] > p["eps"]
+    # outcome-reward post-training pays ~k^N; the structured strategy at most 2 queries a context
+    for r in grid.values():
+        assert r["orm_queries"] >= 0.5 * kN > 2 * p["M"] >= r["structured_queries"]
+    assert all(_verdict(ctx).values())

@@ -24,3 +24,15 @@ def test_pretrain_tail(tmp_path):
     for r in grid.values():
         assert r["orm_queries"] >= 0.5 * kN > 2 * p["M"] >= r["structured_queries"]
     assert all(_verdict(ctx).values())
+
+
+def test_pretrain_prm(tmp_path):
+    ctx = run_experiment("pretrain-prm", "small", tmp_path / "pp", log=lambda *_: None)
+    _outputs_ok(ctx)
+    sgd = [r for r in ctx.rows if r["arm"] == "sgd"]
+    prm = [r for r in ctx.rows if r["arm"] == "pretrain_prm"]
+    assert len(sgd) == 1 and sgd[0]["labels_sgd"] > 0
+    assert {r["n_factor"] for r in prm} == set(ctx.params["n_factors"])
+    for r in prm:   # the cost counts the pre-training labels and every reward query
+        assert r["cost"] == r["n"] + r["queries"] and r["ratio"] == r["cost"] / r["labels_sgd"]
+    assert set(_verdict(ctx)) == {"prm_not_better"}

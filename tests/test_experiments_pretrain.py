@@ -36,3 +36,15 @@ def test_pretrain_prm(tmp_path):
     for r in prm:   # the cost counts the pre-training labels and every reward query
         assert r["cost"] == r["n"] + r["queries"] and r["ratio"] == r["cost"] / r["labels_sgd"]
     assert set(_verdict(ctx)) == {"prm_not_better"}
+
+
+def test_ablations(tmp_path):
+    ctx = run_experiment("ablations", "small", tmp_path / "ab", log=lambda *_: None)
+    _outputs_ok(ctx)
+    from onlinepg.experiments.ablations import arms
+    table = arms(ctx.params)
+    assert {(r["ablation"], r["arm"]) for r in ctx.rows} == {(a, m) for a, g in table.items() for m in g}
+    by = {(r["arm"], r["seed"]): r["queries"] for r in ctx.rows}
+    for seed in ctx.seeds:   # ζ = 1 clips every weight to 1: the unweighted mixture run, bit for bit
+        assert by["zeta_1", seed] == by["mixture_no_iw", seed] is not None
+    assert set(_verdict(ctx)) == {"iw_clip_cost", "reward_no_gain", "baseline_no_gain"}

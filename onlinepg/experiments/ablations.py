@@ -8,8 +8,9 @@ above 1/k) and counts its outcome queries until the exact test error is ε. Arms
   ζ ∈ ``zetas``; the rate's bound grows like ζ². ζ = 1 clips every weight to 1, so it must reproduce the mixture arm
   without a weight bit for bit (the engine control).
 * ``reward`` — on-policy PG with 0/1 against ±1 rewards: no worst-case gain under the margin model.
-* ``baseline`` — the paper's batched mode (``pg_batch`` with Adagrad, as the paper's code) with no baseline, the batch mean across
-  contexts (the paper's code), the per-context group mean (GRPO-style) and leave-one-out; the same queries per step.
+* ``baseline`` — the paper's batched mode (``pg_batch`` with Adagrad, as the paper's code) with no baseline, the
+  batch mean across contexts (the paper's code), the per-context group mean (GRPO-style) and leave-one-out; the
+  same queries per step.
 * ``lr_rule`` and ``behaviour`` — Adagrad against the scalar adaptive rate, on-policy against ½q₀ + ½Unif exploration:
   reported as measured (the paper names them without a direction).
 """

@@ -77,10 +77,9 @@ def _curve(folder, offset, columns):
 def _verdicts(ctx, p):
     prm = [r for r in ctx.rows if r["arm"] == "pretrain_prm"]
     ok = all(r["ratio"] is not None and r["ratio"] >= p["tol_ratio"] for r in prm)
-    ctx.verdict("prm_not_better", ok, "; ".join(
-        f"f={r['n_factor']} seed {r['seed']}: " + ("did not reach ε" if r["ratio"] is None else
-                                                   f"({r['n']} + {r['queries']}) / {r['labels_sgd']} = {r['ratio']:.3g}")
-        for r in prm))
+    cost = lambda r: ("did not reach ε" if r["ratio"] is None else  # noqa: E731
+                      f"({r['n']} + {r['queries']}) / {r['labels_sgd']} = {r['ratio']:.3g}")
+    ctx.verdict("prm_not_better", ok, "; ".join(f"f={r['n_factor']} seed {r['seed']}: {cost(r)}" for r in prm))
 
 
 def _plot(ctx, p, curves, unit):

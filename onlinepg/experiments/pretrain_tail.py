@@ -105,9 +105,9 @@ def _verdicts(ctx, p, floor_factors, kN, cap, task):
                 "SGD error = " + ", ".join(f"{r['n_factor']}/{r['seed']}: {r['sgd_error']:.3g}" for r in grid) +
                 f"; control ≤ {ctl_err:.3g}")
     ok = all(r["orm_queries"] is not None and p["orm_const"] * kN <= r["orm_queries"] <= cap for r in grid)
-    ctx.verdict("orm_pays_kN", ok, "queries/k^N = " + ", ".join(
-        f"{r['n_factor']}/{r['seed']}: " + ("not reached" if r["orm_queries"] is None else f"{r['orm_queries'] / kN:.3g}")
-        for r in grid))
+    per_kN = lambda r: "not reached" if r["orm_queries"] is None else f"{r['orm_queries'] / kN:.3g}"  # noqa: E731
+    ctx.verdict("orm_pays_kN", ok, "queries/k^N = " + ", ".join(f"{r['n_factor']}/{r['seed']}: {per_kN(r)}"
+                                                                 for r in grid))
     ok = all(r["structured_queries"] is not None and r["structured_queries"] <= 2 * task.M and
              (r["orm_queries"] is None or r["structured_queries"] < r["orm_queries"]) for r in grid)
     ctx.verdict("structured_two_queries", ok, "structured queries = " + ", ".join(

@@ -41,10 +41,12 @@ def test_pretrain_prm(tmp_path):
 def test_ablations(tmp_path):
     ctx = run_experiment("ablations", "small", tmp_path / "ab", log=lambda *_: None)
     _outputs_ok(ctx)
-    from onlinepg.experiments.ablations import arms
-    table = arms(ctx.params)
+    from onlinepg.experiments.ablations import arms, teacher_arms
+    table = {**arms(ctx.params), **teacher_arms(ctx.params)}
     assert {(r["ablation"], r["arm"]) for r in ctx.rows} == {(a, m) for a, g in table.items() for m in g}
-    by = {(r["arm"], r["seed"]): r["queries"] for r in ctx.rows}
+    by = {(r["arm"], r["seed"]): r.get("queries") for r in ctx.rows}
     for seed in ctx.seeds:   # ζ = 1 clips every weight to 1: the unweighted mixture run, bit for bit
         assert by["zeta_1", seed] == by["mixture_no_iw", seed] is not None
-    assert set(_verdict(ctx)) == {"iw_clip_cost", "reward_no_gain", "baseline_no_gain"}
+    assert set(_verdict(ctx)) == {"iw_clip_cost", "reward_no_gain", "baseline_no_gain", "teacher_no_gain"}
+    teacher = [r for r in ctx.rows if r["ablation"].startswith("teacher_")]
+    assert len(teacher) == 8 * len(ctx.seeds) and all(r["final_test_error"] < r["base_error"] for r in teacher)

@@ -14,12 +14,13 @@ from .errors import ConfigError
 _LAZY = {"kernels": (".kernels", None), "lq": (".lq", None), "FeatureSpec": (".features", "FeatureSpec"),
          "load_policy": (".io", "load_policy"), "save_policy": (".io", "save_policy"),
          "Policy": (".policy", "Policy"), "Samples": (".policy", "Samples"), "derive_seed": (".seeds", "derive_seed"),
-         **{name: (".tasks", name) for name in ("Batch", "CellsTask", "TeacherTask", "beta_for_alpha",
+         **{name: (".tasks", name) for name in ("Batch", "CellsTask", "ConstantTask", "TeacherTask",
+                                               "beta_for_alpha",
                                                "bottleneck_base", "cells_base", "empirical_margin",
                                                "staircase_base", "teacher_base")}}
 
 __all__ = ["kernels", "lq", "run_sweep", "ConfigError", "FeatureSpec", "load_policy", "save_policy", "run", "Policy", "Samples", "derive_seed", "Batch", "CellsTask",
-           "TeacherTask", "beta_for_alpha", "bottleneck_base", "cells_base", "empirical_margin",
+           "ConstantTask", "TeacherTask", "beta_for_alpha", "bottleneck_base", "cells_base", "empirical_margin",
            "staircase_base", "teacher_base"]
 
 

@@ -22,6 +22,8 @@ def estimate(cfg):
     ``transient`` ones are not held at the same time as each other."""
     t, b, a, r = cfg["task"], cfg["base"], cfg["algo"], cfg["run"]
     k, N, d = t["k"], t["N"], t["d"]
+    if t["kind"] == "constant":                # one-hot contexts over M directions, and the S ≈ M/tail slots
+        d = t["M"] or max(2, int(round(k / ((k - 1) * t["gamma"] ** 2))))
     cells = t["kind"] == "cells"
     M = (t["M"] or max(1, int(round(1.0 / (N * t["gamma"] ** 2))))) if cells else 0
     ctx = 0 if cells else d                    # floats per context

@@ -6,7 +6,7 @@ from .errors import ConfigError
 from .io import load_policy
 from .policy import Policy
 from .seeds import derive_seed
-from .tasks import Batch, CellsTask, TeacherTask, bottleneck_base, cells_base, staircase_base
+from .tasks import Batch, CellsTask, ConstantTask, TeacherTask, bottleneck_base, cells_base, staircase_base
 
 
 def build_task(cfg):
@@ -14,6 +14,8 @@ def build_task(cfg):
     if t["kind"] == "teacher":
         return TeacherTask(t["d"], t["k"], t["N"], contexts_kind=t["contexts"], centres=t["centres"],
                            sigma=t["sigma"], seed=t["seed"], normalize=t["normalize"])
+    if t["kind"] == "constant":
+        return ConstantTask(t["k"], t["N"], M=t["M"], tail=t["tail"], gamma=t["gamma"], seed=t["seed"])
     return CellsTask(t["k"], t["N"], M=t["M"], gamma=t["gamma"], seed=t["seed"])
 
 
@@ -56,6 +58,8 @@ def test_batch(task, cfg):
     n = cfg["task"]["test_contexts"]
     if isinstance(task, CellsTask) and task.M <= n:
         return task.all_contexts()          # exact expectation over the uniform context distribution
+    if isinstance(task, ConstantTask):
+        return task.all_contexts()          # every slot once: the exact expectation (test_contexts unused)
     return task.draw(0, n, stream="test")
 
 

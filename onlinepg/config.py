@@ -91,8 +91,10 @@ ALGOS = ROUND_ALGOS + BATCH_ALGOS
 
 SCHEMA = {
     "task": {
-        "kind": Key("teacher", str, "'teacher' (paper §2 bigram teacher) or 'cells' (exact-margin one-hot "
-                    "instance)", choices=("teacher", "cells")),
+        "kind": Key("teacher", str, "'teacher' (paper §2 bigram teacher), 'cells' (exact-margin one-hot "
+                    "instance) or 'constant' (constant-sequence family: M orthogonal directions, y* = (B, …, B), "
+                    "B ∈ {0, 1}, context-only features, a head context and a tail of mass task.tail)",
+                    choices=("teacher", "cells", "constant")),
         "d": Key(16, int, "context dimension (teacher)", lo=1),
         "k": Key(16, int, "vocabulary size", lo=2),
         "N": Key(16, int, "response length in tokens", lo=1),
@@ -101,9 +103,12 @@ SCHEMA = {
         "centres": Key(16, int, "mixture centres M (≤ d)", lo=1),
         "sigma": Key(0.05, float, "mixture noise scale σ", lo=0.0, open_lo=True),
         "normalize": Key(False, bool, "normalised features (‖φ‖ ≤ 1) instead of the paper's raw x"),
-        "M": Key(0, int, "cells: number of contexts (0: derived from gamma as round(1/(N γ²)))", lo=0),
-        "gamma": Key(0.1, float, "cells: margin γ (used when M = 0)", lo=0.0, hi=1.0, open_lo=True,
+        "M": Key(0, int, "cells: number of contexts (0: derived from gamma as round(1/(N γ²))); constant: number "
+                 "of context directions, ≥ 2 (0: round(k/((k−1) γ²)))", lo=0),
+        "gamma": Key(0.1, float, "cells / constant: margin γ (used when M = 0)", lo=0.0, hi=1.0, open_lo=True,
                      open_hi=True),
+        "tail": Key(0.1, float, "constant: total mass of the tail contexts 1 … M−1 (the head context 0 has the "
+                    "rest)", lo=0.0, hi=1.0, open_lo=True, open_hi=True),
         "seed": Key(0, int, "task seed (teacher / y* draw and context streams)", lo=0, hi=2**63 - 1),
         "stream": Key("iid", str, "'iid' fresh contexts, or a finite pool: 'cycle' or 'shuffle' "
                       "(reshuffled every epoch)", choices=("iid", "cycle", "shuffle")),
@@ -212,6 +217,9 @@ def _cross_checks(c):
         raise ConfigError(f"task.centres must be <= task.d ({t['d']}) for mixture contexts, got {t['centres']}")
     if t["kind"] == "teacher" and t["stream"] != "iid" and t["pool"] < 1:
         raise ConfigError("task.pool must be an integer >= 1 for a teacher task with stream 'cycle' or 'shuffle'")
+    if t["kind"] == "constant" and t["M"] == 1:
+        raise ConfigError("task.M must be 0 (derived from task.gamma) or an integer >= 2 for task.kind = 'constant' "
+                          "(a head context and at least one tail context), got 1")
     if b["kind"] in ("alpha", "staircase", "bottleneck") and t["kind"] != "cells":
         raise ConfigError(f"base.kind {b['kind']!r} needs task.kind = 'cells'")
     if b["kind"] == "load" and not b["path"]:

@@ -27,6 +27,9 @@ class FeatureSpec:
                'custom' (a user @njit ``phi(x, y, i, a, out)`` of dimension ``D``, contexts x ∈ R^d).
     normalize  bigram only: the transition feature takes value 1/√2 instead of 1, and tasks scale contexts
                to ‖x‖ = 1/√2, so ‖φ‖ ≤ 1 as the theory assumes. Raw (False) is the paper's experiments.
+    transition bigram only: False drops the transition feature (its value is 0, so the k² block never moves):
+               φ(x, y_<i, a) = x ⊗ e_a at every position, the context-only map of the constant-sequence family
+               (``tasks.ConstantTask``), under which a linear policy plays the same token distribution everywhere.
     """
 
     kind: str
@@ -35,6 +38,7 @@ class FeatureSpec:
     d: int = 0
     M: int = 0
     normalize: bool = False
+    transition: bool = True
     D_custom: int = 0
     phi: object = field(default=None, compare=False, repr=False)
 
@@ -53,10 +57,15 @@ class FeatureSpec:
                                     "for kind 'custom'")
         if not isinstance(self.normalize, bool):
             raise v.ConfigError(f"features.normalize must be true or false, got {self.normalize!r}")
+        if not isinstance(self.transition, bool) or (not self.transition and self.kind != "bigram"):
+            raise v.ConfigError(f"features.transition must be true, or false for the 'bigram' map, got "
+                                f"{self.transition!r} for {self.kind!r}")
 
     @property
     def tscale(self):
-        """Value of the bigram transition feature."""
+        """Value of the bigram transition feature (0 without the transition block)."""
+        if not self.transition:
+            return 0.0
         return 1.0 / math.sqrt(2.0) if self.normalize else 1.0
 
     @property

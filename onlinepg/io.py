@@ -1,7 +1,7 @@
 """Policy weights on disk: a small ``.npz`` with the weights and the feature map that reads them.
 
 Format (all arrays): ``w`` float64[D]; ``kind`` str ('bigram' | 'cells'); ``k``, ``N``, ``d``, ``M`` int;
-``normalize`` bool; optional ``round`` int (the run round the weights belong to). Run checkpoints use the
+``normalize`` bool; ``transition`` bool (absent in older files: true); optional ``round`` int (the run round the weights belong to). Run checkpoints use the
 same format plus the optimiser state and counters, so ``load_policy`` reads them too.
 """
 import os
@@ -21,7 +21,8 @@ def policy_arrays(policy):
     if f.kind == "custom":
         raise ConfigError("custom feature maps cannot be saved (their phi is code, not data)")
     return {"w": policy.w, "kind": np.array(f.kind), "k": np.array(f.k), "N": np.array(f.N),
-            "d": np.array(f.d), "M": np.array(f.M), "normalize": np.array(f.normalize)}
+            "d": np.array(f.d), "M": np.array(f.M), "normalize": np.array(f.normalize),
+            "transition": np.array(f.transition)}
 
 
 def save_npz(path, arrays):
@@ -47,7 +48,8 @@ def load_policy(path):
     try:
         with np.load(path) as z:
             spec = FeatureSpec(str(z["kind"]), int(z["k"]), int(z["N"]), d=int(z["d"]), M=int(z["M"]),
-                               normalize=bool(z["normalize"]))
+                               normalize=bool(z["normalize"]),
+                               transition=bool(z["transition"]) if "transition" in z.files else True)
             return Policy(spec, z["w"])
     except FileNotFoundError:
         raise ConfigError(f"weights file not found: {path}") from None

@@ -2,6 +2,8 @@
 
 * ``TeacherTask`` — the paper's bigram teacher (§2) with Rademacher or Gaussian-mixture contexts.
 * ``CellsTask``   — M contexts with one-hot cell features and an exact margin γ = 1/√(M·N).
+* ``ConstantTask`` — the constant-sequence family: M orthogonal context directions, correct responses
+  (B, …, B) with B ∈ {0, 1}, context-only features, a head context and a light tail (a reconstruction).
 * Base models: ``cells_base`` (prescribed likelihood α, β solved in closed form), ``staircase_base``,
   ``bottleneck_base``, and ``teacher_base`` (β found by bisection so the mean log-likelihood is log α).
 * ``empirical_margin`` — the margin γ of an instance for a given w*.
@@ -171,6 +173,87 @@ class CellsTask:
         w = np.zeros((self.M, self.N, self.k))
         w[np.arange(self.M)[:, None], np.arange(self.N)[None, :], self.ystar] = self.gamma
         return w.ravel()
+
+
+@dataclass
+class ConstantTask:
+    """The constant-sequence family (a reconstruction of the paper's pre-training lower bound).
+
+    M orthogonal context directions x_j = e_j ∈ R^M (‖x‖ = 1); the correct response of context j is the constant
+    sequence (B_j, …, B_j) with B_j ∈ {0, 1} uniform from ``seed`` — tokens 0 and 1 of our 0-based vocabulary are
+    the paper's 1 and 2. Features are context-only, φ(x, y_<i, a) = x ⊗ e_a at every position (the bigram map
+    without its transition block), so a linear policy plays one token distribution per context at all N
+    positions and constant sequences are exactly what it can represent.
+
+    Context distribution: context 0 is the *head*, of mass 1 − ``tail``; contexts 1 … M−1 are the *tail*, each
+    of mass tail/(M−1). It is uniform over S = round((M−1)/tail) slots (the head holds S − M + 1 of them), so
+    ``all_contexts()`` — every slot once — is the exact distribution and ``tail`` is rounded to (M−1)/S.
+
+    Margin: w* puts c·(e_{B_j} − 𝟙/k) on row j of W1 (the max-margin direction of each row), c = √(k/((k−1)M)),
+    so ‖w*‖ = 1 and every wrong token trails by exactly γ = c. Without pre-training, p(y*|x) = k^−N everywhere.
+    """
+
+    k: int
+    N: int
+    M: int = 0
+    tail: float = 0.1
+    gamma: float = 0.0
+    seed: int = 0
+    ystar: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        v.integer("task.k", self.k, 2)
+        v.integer("task.N", self.N, 1)
+        v.integer("task.seed", self.seed, 0, 2**63 - 1)
+        self.tail = v.unit_open("task.tail", self.tail)
+        if self.M:
+            v.integer("task.M", self.M, 2)
+        else:
+            v.unit_open("task.gamma", self.gamma)
+            self.M = max(2, int(round(self.k / ((self.k - 1) * self.gamma ** 2))))
+        self.gamma = math.sqrt(self.k / ((self.k - 1) * self.M))
+        self.slots = max(self.M, int(round((self.M - 1) / self.tail)))
+        self.tail = (self.M - 1) / self.slots
+        head = self.slots - (self.M - 1)
+        self.slot_context = np.concatenate([np.zeros(head, np.int64), np.arange(1, self.M, dtype=np.int64)])
+        self.features = FeatureSpec("bigram", self.k, self.N, d=self.M, transition=False)
+        rng = np.random.default_rng(derive_seed(self.seed, "constant"))
+        self.bits = rng.integers(0, 2, size=self.M).astype(np.int64)
+        self.ystar = np.repeat(self.bits[:, None], self.N, axis=1)
+
+    @property
+    def masses(self):
+        """float64[M]: the probability of each context (head first)."""
+        return np.bincount(self.slot_context, minlength=self.M) / self.slots
+
+    def _batch(self, J):
+        X = np.zeros((len(J), self.M))
+        X[np.arange(len(J)), J] = 1.0
+        return Batch(X, J, self.ystar[J])
+
+    def contexts(self, first, n, stream="contexts"):
+        """Contexts ``first … first+n−1`` of the named stream: (X float64[n, M] one-hot, J int64[n] ids)."""
+        b = self.draw(first, n, stream)
+        return b.X, b.J
+
+    def responses(self, X):
+        """y*(x) for one-hot context rows X (float64[B, M]) → int64[B, N]."""
+        X = v.float_array("X", X, (None, self.M))
+        return self.ystar[np.argmax(X, axis=1)]
+
+    def draw(self, first, n, stream="contexts"):
+        slots = np.empty(n, np.int64)
+        _uniform_ids(derive_seed(self.seed, stream), first, self.slots, slots)
+        return self._batch(self.slot_context[slots])
+
+    def all_contexts(self):
+        """Every slot once (S contexts): a test set whose mean is the exact expectation."""
+        return self._batch(self.slot_context.copy())
+
+    def star_weights(self):
+        W1 = np.full((self.M, self.k), -self.gamma / self.k)
+        W1[np.arange(self.M), self.bits] += self.gamma
+        return np.concatenate([W1.ravel(), np.zeros(self.k * self.k)])
 
 
 def _uniform_ids(key, first, M, out):

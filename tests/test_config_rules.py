@@ -99,6 +99,8 @@ CROSS = [
      {"task": CELLS, "base": {"kind": "staircase"}}),
     ("bottleneck-on-teacher", {"task": {"kind": "teacher"}, "base": {"kind": "bottleneck"}}, "base.kind",
      {"task": CELLS, "base": {"kind": "bottleneck"}}),
+    ("constant-one-direction", {"task": {"kind": "constant", "M": 1}}, "task.M",
+     {"task": {"kind": "constant", "M": 2}}),
     ("load-without-path", {"base": {"kind": "load"}}, "base.path",
      {"base": {"kind": "load", "path": "w.npz"}}),
     ("staircase-lengths", {"task": CELLS, "base": {"kind": "staircase", "alphas": [0.1, 0.2], "fractions": [1.0]}},

@@ -9,7 +9,7 @@ from ..errors import ConfigError
 
 MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistakes": "mistakes",
            "queries": "queries", "barrier": "barrier", "token-lq": "token_lq", "staircase": "staircase",
-           "bandit-n1": "bandit_n1"}
+           "bandit-n1": "bandit_n1", "mistakes-lower-bound": "mistakes_lower_bound"}
 NAMES = tuple(MODULES)
 
 

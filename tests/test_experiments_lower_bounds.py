@@ -44,3 +44,33 @@ def test_mistakes_lower_bound(tmp_path):
             assert r["mistakes"] >= r["floor"]
     ctl = [r for r in rows if r["arm"] == "control"]
     assert all(r["mistakes"] == pytest.approx(r["rounds"] * (1 - r["k"] ** -r["N"]), rel=0.05) for r in ctl)
+
+
+def test_staircase_step_targets_sit_on_the_steps_of_the_base_lq():
+    import math
+    from onlinepg import CellsTask, staircase_base
+    from onlinepg.experiments.orm_lower_bound import required_finds, step_targets
+    from onlinepg.lq import evaluate_likelihoods, likelihood_quantile
+    task = CellsTask(8, 5, M=48, seed=3)
+    alphas, fractions = [1e-2, 1e-3, 1e-1], [1.0, 2.0, 1.0]
+    base, _ = staircase_base(task, alphas, fractions)
+    lik = evaluate_likelihoods(base, task.all_contexts())
+    targets = step_targets(alphas, fractions, task.M)
+    assert [a for _, a, _ in targets] == sorted(alphas)
+    assert [S for _, _, S in targets] == pytest.approx([0.5, 0.75, 1.0])
+    for eps, alpha, S in targets:
+        assert math.exp(likelihood_quantile(lik.loglik, eps)) == pytest.approx(alpha, rel=1e-9)
+        # the contexts a learner must have found: the error of the rest alone would exceed ε with one fewer
+        n = required_finds(task.M, eps, alpha, S)
+        assert (task.M * S - math.ceil(n) + 1) * (1 - alpha) / task.M > eps
+
+
+def test_orm_lower_bound(tmp_path):
+    ctx = run_experiment("orm-lower-bound", "small", tmp_path / "olb", log=lambda *_: None)
+    _outputs_ok(ctx)
+    _verdicts(ctx, ["slope", "floor"])
+    bom = sorted((r for r in ctx.rows if r["arm"] == "best_of_m"), key=lambda r: r["Q"])
+    assert all(r["reached"] for r in ctx.rows)
+    # queries fall as the step's likelihood rises, and never below the floor n(ε)/Q_q(ε)
+    assert all(a["queries"] > b["queries"] for a, b in zip(bom, bom[1:]))
+    assert all(r["queries"] >= r["floor"] for r in bom)

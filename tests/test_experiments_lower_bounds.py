@@ -74,3 +74,28 @@ def test_orm_lower_bound(tmp_path):
     # queries fall as the step's likelihood rises, and never below the floor n(ε)/Q_q(ε)
     assert all(a["queries"] > b["queries"] for a, b in zip(bom, bom[1:]))
     assert all(r["queries"] >= r["floor"] for r in bom)
+
+
+def test_per_sample_helpers():
+    from onlinepg.experiments.per_sample import first_group_round, group_queries, random_iterate_gap
+    rounds = np.array([0, 2, 6])
+    lik = np.array([[0.0, 0.5], [1.0, 0.5], [1.0, 1.0]])
+    # the likelihood is held between evaluations: rounds 0–1 at the first row, 2–5 at the second
+    assert random_iterate_gap(rounds, lik, np.array([True, False]))[1:] == pytest.approx([1.0, 1 - 4 / 6])
+    assert random_iterate_gap(rounds, lik, np.array([True, True]))[2] == pytest.approx(1 - (2 * 0.25 + 4 * 0.75) / 6)
+    assert first_group_round(rounds, lik, np.array([False, True]), 0.1) == 6
+    assert first_group_round(rounds, lik, np.array([False, True]), 0.0) == 6
+    assert first_group_round(rounds, lik * 0.5, np.array([True, True]), 0.1) is None
+    cum = group_queries(np.array([0, 1, 0]), np.array([3.0, 1.0, 2.0]), np.array([1, 0]), 2)
+    assert cum.tolist() == [[0, 0], [0, 3], [1, 3], [1, 5]]
+
+
+def test_per_sample(tmp_path):
+    ctx = run_experiment("per-sample", "small", tmp_path / "ps", log=lambda *_: None)
+    _outputs_ok(ctx)
+    verdict = _verdicts(ctx, ["per_sample", "best_of_m_additive", "mixture_pg_multiplicative"])
+    assert verdict["per_sample"]
+    gaps = {(r["arm"], r["alpha"]): r for r in ctx.rows if r["eps"] is None}
+    for a in ctx.params["alphas"]:
+        # the learner closes the gap on every group; the control keeps it at about 1 − E[α | α_g ≥ α]
+        assert gaps["best_of_m", a]["gap_final"] < 0.1 < 0.3 < gaps["control", a]["gap_final"]

@@ -137,11 +137,24 @@ def _verdicts(ctx, p, agg, slopes):
     ctx.verdict("floor", all(r["queries"] is not None and r["queries"] >= (1 - tf) * r["floor"] for r in bom)
                 and prm_below,
                 f"best-of-m's lowest queries/floor = {(low['queries'] or 0.0) / low['floor']:.3g} (ε = {low['eps']:.3g}); "
-                f"process reward at ε = {lowest['eps']:.3g}: {lowest['queries']} prefix checks against the ORM floor "
-                f"{lowest['floor']:.3g}")
+                f"process reward at ε = {lowest['eps']:.3g}: {_num(lowest['queries'])} prefix checks against the ORM "
+                f"floor {lowest['floor']:.3g}")
+    ratios = [r["queries"] / r["floor"] for r in bom if r["queries"] is not None]
+    if ratios:
+        ctx.notes.append(f"best-of-m's queries are {min(ratios):.3g} to {max(ratios):.3g} times the floor n(ε)/Q_q(ε): "
+                         "finding each context once is a small part of the cost; the successes needed after the first "
+                         "find, each still costing about 1/Q_q(ε) queries while p_w(y*) is small, are the rest.")
+    if not prm_below:
+        ctx.notes.append("the process-reward arm did not pass below the ORM floor at the lowest step: the floor counts "
+                         "only the first find of each context, and at this scale the process-reward arm's own "
+                         "learning cost (prefix checks over the many updates each context needs) is larger.")
     ctx.notes.append("best-of-m with m ≈ 1/Q_q(ε) spends up to m + 1 queries on each visit to a context of a lower "
                      "step, which it cannot yet solve: these wasted queries are part of what the bound counts for "
                      "an algorithm that does not know which contexts are out of reach.")
+
+
+def _num(x):
+    return "none (never reached)" if x is None else f"{x:.4g}"
 
 
 def _plot(ctx, p, agg, slopes, gamma2):
@@ -173,8 +186,8 @@ def _plot(ctx, p, agg, slopes, gamma2):
                  label=f"{arm}: {c:.3g}/(γ²·queries)")
     ax1.set_yscale("log")
     ax1.set_xlabel("target test error ε")
-    ax1.set_ylabel("likelihood (queries turned into one with best-of-m's constant)")
-    ax1.set_title(f"Staircase LQ (α = {p['alphas']}) and the cost to reach each step")
+    ax1.set_ylabel("likelihood; queries as c/(γ²·queries)")
+    ax1.set_title(f"Staircase LQ (α = {p['alphas']})\nand the cost to reach each step", fontsize=9)
     ax1.legend(fontsize=7)
     fig.tight_layout()
     ctx.figure(fig, "orm_lower_bound")

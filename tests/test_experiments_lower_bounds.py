@@ -86,8 +86,9 @@ def test_per_sample_helpers():
     assert first_group_round(rounds, lik, np.array([False, True]), 0.1) == 6
     assert first_group_round(rounds, lik, np.array([False, True]), 0.0) == 6
     assert first_group_round(rounds, lik * 0.5, np.array([True, True]), 0.1) is None
-    cum = group_queries(np.array([0, 1, 0]), np.array([3.0, 1.0, 2.0]), np.array([1, 0]), 2)
+    cum = group_queries(np.array([0, 1, 0]), np.array([3.0, 1.0, 2.0]), np.array([1, 0]), 2, [0, 1, 2, 3])
     assert cum.tolist() == [[0, 0], [0, 3], [1, 3], [1, 5]]
+    assert group_queries(np.array([0, 1, 0]), 1.0, np.array([1, 0]), 2, [3]).tolist() == [[1, 2]]
 
 
 def test_per_sample(tmp_path):

@@ -71,19 +71,20 @@ def _tracked(folder, M):
     return rounds, out
 
 
-def group_queries(context_ids, queries, group, G):
-    """Cumulative reward queries spent on each group's contexts: row r holds those of rounds 0 … r − 1.
-    context_ids int[R] (round order), queries float[R] (per round), group int[M] → float[R + 1, G]."""
-    per = np.zeros((len(context_ids) + 1, G))
-    per[np.arange(1, len(context_ids) + 1), group[np.asarray(context_ids)]] = queries
-    return np.cumsum(per, axis=0)
+def group_queries(context_ids, queries, group, G, at):
+    """Reward queries spent on each group's contexts in rounds 0 … r − 1, for every r in ``at``.
+    context_ids int[R] (round order), queries float[R] or a scalar (per round), group int[M], at ints ≤ R →
+    float[len(at), G]."""
+    g = group[np.asarray(context_ids)]
+    q = np.broadcast_to(np.asarray(queries, float), g.shape)
+    return np.array([np.bincount(g[:r], weights=q[:r], minlength=G) for r in at]).reshape(len(at), G)
 
 
-def _traced_group_queries(folder, group, G):
+def _traced_group_queries(folder, group, G, at):
     """``group_queries`` of a run traced at every round (the trace holds cumulative counters)."""
     tr = read_table(folder / "rounds").to_pydict()
     cum = np.asarray(tr["orm_queries"], float)
-    return group_queries(tr["context_id"], np.diff(np.concatenate([[0.0], cum])), group, G)
+    return group_queries(tr["context_id"], np.diff(np.concatenate([[0.0], cum])), group, G, at)
 
 
 def run(ctx):
@@ -120,8 +121,11 @@ def run(ctx):
                         "run.trace_every": 1 if arm == "best_of_m" else 1000}
             s, folder = ctx.run_arm(arm, {}, seed, run_over)
             ev_rounds, lik = _tracked(folder, task.M)
-            gq = (_traced_group_queries(folder, group, G) if arm == "best_of_m" else
-                  _stream_group_rounds(ctx, seed, group, G, rounds) if arm == "mixture_pg" else None)
+            # the first round at which each group reaches 1 − ε, and the queries spent on the group until then
+            first = {(g, eps): first_group_round(ev_rounds, lik, group == g, eps) for g in range(G) for eps in p["eps"]}
+            at = sorted({r for r in first.values() if r is not None})
+            gq = (_traced_group_queries(folder, group, G, at) if arm == "best_of_m" else
+                  _stream_group_rounds(ctx, seed, group, G, rounds, at) if arm == "mixture_pg" else None)
             for g in range(G):
                 members = alphas[group] >= alphas[g]
                 gap = random_iterate_gap(ev_rounds, lik, members)
@@ -134,8 +138,8 @@ def run(ctx):
                     continue
                 inv_g2 = float(np.sum(group == g)) * task.N
                 for eps in p["eps"]:
-                    r = first_group_round(ev_rounds, lik, group == g, eps)
-                    q = None if r is None else float(gq[r, g])
+                    r = first[g, eps]
+                    q = None if r is None else float(gq[at.index(r), g])
                     ctx.record(arm, {"alpha": float(alphas[g]), "eps": eps}, seed, queries=q, reached=q is not None,
                                queries_gamma2=None if q is None else q / inv_g2,
                                additive_units=(1 / alphas[g] + 1 / eps))
@@ -155,13 +159,13 @@ def run(ctx):
                                                "additive_units"]))
 
 
-def _stream_group_rounds(ctx, seed, group, G, rounds):
+def _stream_group_rounds(ctx, seed, group, G, rounds, at):
     """Queries of one-query-a-round PG on each group = its rounds there, from the run's own context stream."""
     from ..build import ContextStream
     p = ctx.params
     cfg = C.resolve(C.apply_overrides(ctx.config, [f"task.N={p['N']}", f"task.seed={seed}"] + ctx.config_sets))
     J = ContextStream(build_task(cfg), cfg).batch(0, rounds).J
-    return group_queries(J, 1.0, group, G)
+    return group_queries(J, 1.0, group, G, at)
 
 
 def _verdicts(ctx, p, fits):

@@ -173,9 +173,10 @@ def _verdicts(ctx, p, fits):
     bom = [r for r in ctx.rows if r["arm"] == "best_of_m" and r["eps"] is None]
     ctl = [r for r in ctx.rows if r["arm"] == "control" and r["eps"] is None]
     worst = max(bom, key=lambda r: r["G_max"])
-    ctx.verdict("per_sample", worst["G_max"] <= C_ps and all(r["G_final"] > C_ps for r in ctl),
+    ctl_min = {a: min(r["G_final"] for r in ctl if r["alpha"] == a) for a in p["alphas"]}
+    ctx.verdict("per_sample", worst["G_max"] <= C_ps and all(g > C_ps for g in ctl_min.values()),
                 f"best-of-m's largest G = {worst['G_max']:.3g} (α = {worst['alpha']:g}, seed {worst['seed']}); the "
-                "control's final G: " + ", ".join(f"α={r['alpha']:g}: {r['G_final']:.3g}" for r in ctl))
+                "control's final G (lowest over seeds): " + ", ".join(f"α={a:g}: {g:.3g}" for a, g in ctl_min.items()))
     for arm, law in EXPECTED.items():
         other = "multiplicative" if law == "additive" else "additive"
         f = fits[arm]

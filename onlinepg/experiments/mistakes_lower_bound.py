@@ -145,6 +145,16 @@ def _verdicts(ctx, p, agg, H):
                 f"highest learner ratio mistakes/(k^N/γ²) = {high['over_upper']:.3g} ({high['arm']}, k={high['k']}, "
                 f"N={high['N']}, γ={high['gamma']:g}); the control is above the line on {len(above)} of the "
                 f"{len(due)} instances where it is due")
+    over = [r for r in learners if r["over_upper"] > C_up]
+    if over:
+        # post hoc, not a check: the Õ's log factor 1 + ln(H·γ²/k^N) is largest on the smallest instances
+        logf = {id(r): 1 + np.log(H / r["k_N_over_gamma2"]) for r in learners}
+        worst = max(learners, key=lambda r: r["over_upper"] / logf[id(r)])
+        ctx.notes.append(f"{len(over)} learner point(s) above {C_up:g}·k^N/γ², all with a log factor 1 + ln(H·γ²/k^N) "
+                         f"of {min(logf[id(r)] for r in over):.3g} to {max(logf[id(r)] for r in over):.3g} (one fixed H "
+                         f"makes it largest on the smallest instances; upper_const assumed about 5.6); divided by that "
+                         f"factor the largest ratio is {worst['over_upper'] / logf[id(worst)]:.3g} ({worst['arm']}, "
+                         f"k={worst['k']}, N={worst['N']}, γ={worst['gamma']:g}).")
     for arm in ("pg_uniform", "pg_on_policy", "best_of_m", "optimal_search"):
         rs = [r for r in agg if r["arm"] == arm]
         ctx.notes.append(f"{arm}: mistakes / F(H) from {min(r['over_floor'] for r in rs):.3g} to "

@@ -188,7 +188,7 @@ def _plot(ctx, p, agg, curves, H):
     ax0.set_yscale("log")
     ax0.set_xlabel("k^N / γ² (exact γ)")
     ax0.set_ylabel(f"total mistakes at H = {H} (best-of-m: failed queries)")
-    ax0.set_title("Every learner between the floor and the upper rate")
+    ax0.set_title("Total mistakes against the floor F(H), the lower rate and the upper line")
     ax0.legend(fontsize=6)
     seed = ctx.seeds[0]
     largest = max(((k, N, g) for a, k, N, g, _ in curves if a == "pg_uniform"), key=lambda c: c[0] ** c[1] / c[2] ** 2)

@@ -9,7 +9,8 @@ from ..errors import ConfigError
 
 MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistakes": "mistakes",
            "queries": "queries", "barrier": "barrier", "token-lq": "token_lq", "staircase": "staircase",
-           "bandit-n1": "bandit_n1", "pretrain-tail": "pretrain_tail",
+           "bandit-n1": "bandit_n1", "mistakes-lower-bound": "mistakes_lower_bound",
+           "orm-lower-bound": "orm_lower_bound", "per-sample": "per_sample", "pretrain-tail": "pretrain_tail",
            "pretrain-prm": "pretrain_prm", "ablations": "ablations"}
 NAMES = tuple(MODULES)
 

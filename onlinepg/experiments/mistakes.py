@@ -19,7 +19,7 @@ from .common import fit_slope, markdown_table, mean_over_seeds, pyplot
 CONTROL = {"algo.lr_rule": "constant", "algo.lr": 1e-12}
 
 
-def _instances(p):
+def instances(p):
     """(k, N, nominal γ, exact γ, k^N/γ²) of every grid point."""
     out = []
     for k, N, g in itertools.product(p["k"], p["N"], p["gamma"]):
@@ -29,7 +29,7 @@ def _instances(p):
 
 
 def horizon(p):
-    return int(math.ceil(p["horizon_factor"] * max(s for *_, s in _instances(p))))
+    return int(math.ceil(p["horizon_factor"] * max(s for *_, s in instances(p))))
 
 
 def _register(ctx, p, H):
@@ -56,7 +56,7 @@ def run(ctx):
     _register(ctx, p, H)
     curves = {}
     with ctx.stage(f"PG with uniform behaviour, its non-learning control, and the N = 1 perceptron (H = {H})"):
-        for (k, N, g, exact, scale), seed in itertools.product(_instances(p), ctx.seeds):
+        for (k, N, g, exact, scale), seed in itertools.product(instances(p), ctx.seeds):
             cell = {"k": k, "N": N, "gamma": g}
             over = {"task.k": k, "task.N": N, "task.gamma": g, "task.seed": seed, "run.seed": seed,
                     "run.rounds": H, "run.eval_every": max(1, H // p["curve_points"])}

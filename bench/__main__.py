@@ -157,11 +157,8 @@ def main(argv=None, prog="python -m bench"):
 
 
 def add_arguments(ap):
-    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run: every row, not the reference figures)")
-    ap.add_argument("--out", help="output folder for bench.json and bench.md (default runs/bench-<timestamp>)")
-    ap.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated section numbers (default all)")
-    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                    help=f"first wait up to SECONDS for the 1-minute load average to fall below {IDLE_LOAD}")
+    from onlinepg.commands.bench import add_arguments as options   # the one definition of the options
+    options(ap)
 
 
 def run(args, prog="python -m bench"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 
-HELP = "benchmarks against the peers, scaling, the CPU's limit, start-up and memory (writes bench.json, bench.md)"
+HELP = ("benchmarks against the peers, scaling, the CPU's limit, start-up and memory, fig1 end to end (writes "
+        "bench.json, bench.md)")
 
 
 def _repo_root():
@@ -37,10 +38,11 @@ def _orchestrator():
 
 
 def add_arguments(p):
+    """The options of ``onlinepg bench`` and ``python -m bench`` (one definition; light enough for --help)."""
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run: every row, not the reference "
                                                         "figures)")
     p.add_argument("--out", help="output folder for bench.json and bench.md (default runs/bench-<timestamp>)")
-    p.add_argument("--sections", default="1,2,3,4,5", help="comma-separated section numbers (default all)")
+    p.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated section numbers (default all)")
     p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
                    help="first wait up to SECONDS for the 1-minute load average to fall below 0.5")
 

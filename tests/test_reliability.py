@@ -240,8 +240,11 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(tmp_path):
     toml = tmp_path / "long.toml"
     from onlinepg import config as C
     toml.write_text(C.to_toml(C.resolve(LONG)))
+    # A runner that started us in the background (e.g. `cmd &` in a non-interactive shell) ignores SIGINT, and the
+    # child would inherit that: give it the default disposition, which Python turns into KeyboardInterrupt.
     proc = subprocess.Popen(CLI + ["run", str(toml), "--out", str(out), "--no-progress"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((out / "checkpoints").glob("*.npz")):
         time.sleep(0.05)

@@ -206,14 +206,6 @@ def _combine(c1, c0, s1, s0, out):
         out[t] += c1 * s1[t] + c0 * s0[t]
 
 
-@njit(cache=True)
-def _rows_per_block(p, B):
-    """Rows per block: BLOCK rounded to whole groups when the outcome baseline is per group."""
-    if p.mode == STEP_ORM and p.baseline != NO_BASELINE and 1 < p.group < B:
-        return max(1, BLOCK // p.group) * p.group
-    return BLOCK
-
-
 @njit(cache=True, parallel=True)
 def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     """One batched on-policy step: g += the policy gradient (or the supervised gradient) of the batch.
@@ -230,10 +222,10 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     ET = np.empty((k, k))
     rm = np.empty(k)
     transition_exp(fm, w, d, ET, rm)
-    rows = _rows_per_block(p, B)
-    nb = (B + rows - 1) // rows
     orm = p.mode == STEP_ORM
-    by_group = orm and rows % p.group == 0 and 1 < p.group < B and p.baseline != NO_BASELINE
+    by_group = orm and p.baseline != NO_BASELINE and 1 < p.group < B     # the outcome baseline is per group
+    rows = max(1, BLOCK // p.group) * p.group if by_group else BLOCK      # blocks of whole groups
+    nb = (B + rows - 1) // rows
     # per block: [0] wrong-class or the only accumulator, [1] correct class, [2] the block's combined groups
     acc = np.zeros((nb, 3, D))
     scratch = np.empty((nb, 6, k))
@@ -297,7 +289,7 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
 
 def fused_supported(fm, mode, baseline):
     """True if ``pg_step`` covers this step: the bigram map, and an outcome reward (any baseline), a process
-    reward without baseline, or supervised."""
+    reward without baseline, or the supervised and fit modes."""
     return fm[0] == BIGRAM and (mode != "process" or baseline == "none")
 
 

@@ -84,7 +84,7 @@ class BatchLearner(Learner):
         self.std_scale = a["std_scale"]
         mode = "supervised" if self.supervised else a["reward_type"]
         self.fused = K.fused_supported(self.features.fm, mode, self.baseline)
-        if self.fused:       # one kernel call samples, scores and accumulates the gradient (kernels/pg_step.py)
+        if self.fused:       # kernels/pg_step.py covers this step
             whole_batch = self.baseline == "batch_mean" or self.G == 1
             self.step_params = K.step_params(mode, a["reward"], self.baseline, 1 if whole_batch else self.G,
                                              self.std_scale, 1.0 / (self.B * self.features.N))
@@ -125,54 +125,48 @@ class BatchLearner(Learner):
 
     def step(self, step):
         b = self._contexts(step)
-        if self.fused:
-            return self._fused_step(step, b)
-        pol, B, N, c = self.policy, self.B, self.features.N, self.counters
+        if self.fused:           # one kernel call samples, scores and accumulates the gradient
+            out, g = self.out, self.g
+            g[:] = 0.0
+            self.features.kernel("pg_step", self.B)(self.features.fm, self.policy.w, b.X, b.Ystar, self.step_params,
+                                                    self.seed, step * self.B, out, g)
+            prefix, llstar, logp = out.prefix, out.llstar, out.logp
+        else:
+            prefix, llstar, logp, g = self._separate_kernels(step, b)
+        return self._finish(step, b, g, prefix, llstar, logp)
+
+    def _separate_kernels(self, step, b):
+        """The step through the likelihood, sampling and gradient kernels (the maps and baselines ``pg_step`` does
+        not cover). Returns (prefix lengths int64[B], log p(y*|x), log p(y|x), gradient)."""
+        pol, B, N = self.policy, self.B, self.features.N
         llstar, _, _ = pol.loglik(b.X, b.J, b.Ystar)
         smp = pol.sample(b.X, b.J, "policy", seed=self.seed, first_stream=step * B)
         ok_tok = np.cumprod(smp.Y == b.Ystar, axis=1).astype(bool)      # prefix correctness r_i
-        correct = ok_tok[:, -1]
-        c[C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(llstar)))
-        c[C_MIST_SAMPLED] += float(B - correct.sum())
-        c[C_TOKENS] += B * N
         if self.supervised:
             g = pol.grad(b.X, b.J, b.Ystar, np.ones(B), scale=1.0 / (B * N))
-            reward = 1.0
-        elif self.process:
-            r = np.where(ok_tok, 1.0, self.neg)
-            c[C_PRM] += B * N
-            g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
-            reward = float(ok_tok.mean())
         else:
-            r = np.where(correct, 1.0, self.neg)
-            c[C_ORM] += B
+            r = np.where(ok_tok if self.process else ok_tok[:, -1], 1.0, self.neg)
             g = pol.grad(b.X, b.J, smp.Y, self.advantages(r), scale=1.0 / (B * N), lse=smp.lse)
-            reward = float(r.mean())
-        return self._finish(step, b, g, reward, correct, llstar, smp.logp)
+        return ok_tok.sum(axis=1), llstar, smp.logp, g
 
-    def _fused_step(self, step, b):
-        B, N, c, out, g = self.B, self.features.N, self.counters, self.out, self.g
-        g[:] = 0.0
-        self.features.kernel("pg_step", B)(self.features.fm, self.policy.w, b.X, b.Ystar, self.step_params,
-                                           self.seed, step * B, out, g)
-        correct = out.prefix == N
-        c[C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(out.llstar)))
-        c[C_MIST_SAMPLED] += float(B - correct.sum())
+    def _finish(self, step, b, g, prefix, llstar, logp):
+        """Count the step (from each row's leading tokens equal to y*), apply its update and return its trace
+        row. The reward column is the mean reward: 1 for supervised steps, the mean prefix reward (process), the
+        mean outcome reward (outcome)."""
+        B, N, c = self.B, self.features.N, self.counters
+        correct = prefix == N
+        n_ok = int(correct.sum())
+        c[C_MIST_EXPECTED] += float(np.sum(1.0 - np.exp(llstar)))
+        c[C_MIST_SAMPLED] += float(B - n_ok)
         c[C_TOKENS] += B * N
         if self.supervised:
             reward = 1.0
         elif self.process:
             c[C_PRM] += B * N
-            reward = float(out.prefix.sum()) / (B * N)
+            reward = float(prefix.sum()) / (B * N)
         else:
             c[C_ORM] += B
-            n_ok = int(correct.sum())
             reward = (n_ok + self.neg * (B - n_ok)) / B
-        return self._finish(step, b, g, reward, correct, out.llstar, out.logp)
-
-    def _finish(self, step, b, g, reward, correct, llstar, logp):
-        """Apply the step's update and return its trace row."""
-        c = self.counters
         eta = gsq = 0.0
         if g.any():                 # the update's kernel computes ‖g‖² itself (in a fixed order)
             eta, gsq = self.policy.update(g, self.rule, self.lr, self.G2)

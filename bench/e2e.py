@@ -62,6 +62,7 @@ def torch_step_times(p, reps):
     """Median seconds of the reference-style PyTorch peer's steps at fig1's shapes (see the module docstring)."""
     import torch
     import torch.nn.functional as F
+    from .peers_numpy import teacher_responses
     from .peers_torch import BigramPolicy
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -71,7 +72,6 @@ def torch_step_times(p, reps):
 
     def batch(B):
         X = rng.normal(size=(B, d))
-        from .peers_numpy import teacher_responses
         return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(teacher_responses(X, W1s, W2s, N))
 
     model = BigramPolicy(d, k, 0.1 * rng.standard_normal(d * k + k * k))

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 import onlinepg.kernels as K
+from onlinepg.features import pick
 
 from . import peers_numpy
 from .report import system_busy_s
@@ -73,7 +74,7 @@ class OnlinePG:
         self.w0, self.w, self.G2, self.g = w0, w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
         self.params = K.step_params("outcome", "pm1", "batch_mean", scale=1.0 / (B * N))
         self.out = K.step_out(B, N)
-        self.kernel = K.pg_step if B * N * k >= K.PARALLEL_MIN_LANES else K.pg_step_serial   # as the engine picks
+        self.kernel = pick(K, "pg_step", B, N * k)          # the twin the engine picks for this size
 
     def reset(self):
         """Back to w0 and an empty Adagrad sum (the RNG streams move on)."""

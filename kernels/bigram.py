@@ -102,32 +102,49 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
 
 
 @njit(cache=True)
+def _row_log_normaliser(fm, w, x, u, eu, ET, rm, y, i, e, lg):
+    """(log s, exact) of token i's row: log Σ_a Eu_a·ET[prev, a] (``exact`` False), or, when that sum is below
+    ``TINY``, the exact logsumexp of the row's logits (``exact`` True)."""
+    s = bigram_row(eu, ET, y[i - 1] if i > 0 else 0, i, e)
+    if s > TINY:
+        return math.log(s), False
+    token_logits(fm, w, x, 0, u, y, i, lg)
+    return logsumexp(lg), True
+
+
+@njit(cache=True)
 def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
-    """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token)."""
+    """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token).
+
+    A row's normaliser depends on the previous token only (Eu is fixed for the sequence), so each is computed
+    the first time its previous token occurs (at most k + 1 per sequence) and the token loop does O(1) work;
+    every per-token value is the expression the uncached loop evaluated, so the scores are the same bits.
+    """
     N = fm[2]
     d = x.shape[0]
     k = fm[1]
     ts = fm[3]
     mu = _prepare_exp(fm, w, x, u, eu)
     base = d * k
+    L = np.empty(k + 1)                       # slot k: the first token's row; slot a: the row after token a
+    state = np.zeros(k + 1, np.int8)          # 0 not computed, 1 factorised (L = log s), 2 exact (L = logsumexp)
     total = 0.0
     worst = math.inf
     prev = 0
     for i in range(N):
-        if i == 0:
-            s = lane_sum(eu)
-        else:
-            for a in range(k):
-                e[a] = eu[a] * ET[prev, a]
-            s = lane_sum(e)
+        r = k if i == 0 else prev
+        if state[r] == 0:
+            L[r], exact = _row_log_normaliser(fm, w, x, u, eu, ET, rm, y, i, e, lg)
+            state[r] = 2 if exact else 1
         a = y[i]
-        if s > TINY:
-            lp = u[a] - mu - math.log(s)
+        if state[r] == 1:
+            lp = u[a] - mu - L[r]
             if i > 0:
                 lp += ts * w[base + prev * k + a] - rm[prev]
+        elif i == 0:
+            lp = u[a] - L[r]
         else:
-            token_logits(fm, w, x, 0, u, y, i, lg)
-            lp = lg[a] - logsumexp(lg)
+            lp = (u[a] + ts * w[base + prev * k + a]) - L[r]
         tok[i] = lp
         total += lp
         worst = min(worst, lp)

@@ -20,6 +20,19 @@ def normal(state):
     return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
 
 
+@njit(cache=True)
+def normal_pair(state):
+    """Two independent standard normal draws (Marsaglia's polar method: one log, one sqrt and one division per
+    pair, no trigonometry; a pair of uniforms is rejected with probability 1 − π/4)."""
+    while True:
+        v1 = 2.0 * uniform(state) - 1.0
+        v2 = 2.0 * uniform(state) - 1.0
+        s = v1 * v1 + v2 * v2
+        if 0.0 < s < 1.0:
+            f = math.sqrt(-2.0 * math.log(s) / s)
+            return v1 * f, v2 * f
+
+
 @njit(cache=True, parallel=True)
 def rademacher_contexts(seed, first, X):
     """X[b] ∈ {±1}^d i.i.d. (float64[B, d]), context index ``first + b``."""
@@ -39,7 +52,7 @@ def rademacher_contexts(seed, first, X):
 def mixture_contexts(seed, first, n_centres, sigma, X, centre):
     """Gaussian-mixture contexts (paper §2): centre c ~ Unif{0..M−1}, x = e_c + ξ with ξ ~ N(0, σ²I) whose
     norm is clipped to ≤ σ, then x is rescaled to ‖x‖ = √d. Writes X (float64[B, d]) and the centre ids
-    ``centre`` (int64[B]). Requires n_centres ≤ d.
+    ``centre`` (int64[B]). Requires n_centres ≤ d. The noise comes in pairs from ``normal_pair``.
     """
     B, d = X.shape
     states = np.empty((B, 4), np.uint64)
@@ -49,10 +62,15 @@ def mixture_contexts(seed, first, n_centres, sigma, X, centre):
         c = randint(state, n_centres)
         centre[b] = c
         nrm = 0.0
-        for t in range(d):
-            z = sigma * normal(state)
-            X[b, t] = z
-            nrm += z * z
+        for t in range(0, d, 2):
+            z0, z1 = normal_pair(state)
+            z0 *= sigma
+            X[b, t] = z0
+            nrm += z0 * z0
+            if t + 1 < d:
+                z1 *= sigma
+                X[b, t + 1] = z1
+                nrm += z1 * z1
         nrm = math.sqrt(nrm)
         shrink = sigma / nrm if nrm > sigma else 1.0
         tot = 0.0
@@ -66,19 +84,6 @@ def mixture_contexts(seed, first, n_centres, sigma, X, centre):
             X[b, t] *= scale
 
 
-@njit(cache=True, inline="always")
-def _first_argmax(u, W2s, prev):
-    """argmax_a u[a] (prev < 0) or u[a] + W2s[a, prev]; ties go to the smallest a."""
-    best = -np.inf
-    arg = 0
-    for a in range(u.shape[0]):
-        s = u[a] if prev < 0 else u[a] + W2s[a, prev]
-        if s > best:
-            best = s
-            arg = a
-    return arg
-
-
 @njit(cache=True, parallel=True)
 def teacher_responses(W1s, W2s, X, Y):
     """The teacher's responses (paper §2): y*_1 = argmax(W1* x), y*_i = argmax(W1* x + W2*[:, y*_{i−1}]).
@@ -86,10 +91,14 @@ def teacher_responses(W1s, W2s, X, Y):
     W1s float64[k, d], W2s float64[k, k] (the paper's layout), X float64[B, d]; writes Y (int64[B, N]).
     Ties go to the smallest token. The next token depends on the context and the previous token only, so each
     context memoises its transition table as the chain visits it: at most min(N, k) argmaxes of k per context,
-    instead of N (the chain soon cycles through a few tokens).
+    instead of N (the chain soon cycles through a few tokens). u = W1* x is summed over c in order for every a
+    at once (a loop LLVM vectorises; the same sums as one dot product per a), and the argmax is written out in
+    the token loop (a helper taking arrays would pay their reference counts at every call).
     """
     B, N = Y.shape
     k, d = W1s.shape
+    W1t = np.ascontiguousarray(W1s.T)          # [d, k]: row c holds W1*[:, c]
+    W2t = np.ascontiguousarray(W2s.T)          # [k, k]: row prev holds W2*[:, prev]
     nblk = (B + 63) // 64
     us = np.empty((nblk, k))
     nexts = np.empty((nblk, k), np.int64)
@@ -98,17 +107,30 @@ def teacher_responses(W1s, W2s, X, Y):
         nxt = nexts[blk]
         for b in range(blk * 64, min(B, blk * 64 + 64)):
             for a in range(k):
-                s = 0.0
-                for c in range(d):
-                    s += W1s[a, c] * X[b, c]
-                u[a] = s
+                u[a] = 0.0
                 nxt[a] = -1
-            prev = _first_argmax(u, W2s, -1)
+            for c in range(d):
+                xc = X[b, c]
+                for a in range(k):
+                    u[a] += W1t[c, a] * xc
+            prev = 0
+            best = -np.inf
+            for a in range(k):
+                if u[a] > best:
+                    best = u[a]
+                    prev = a
             if N > 0:
                 Y[b, 0] = prev
             for i in range(1, N):
                 if nxt[prev] < 0:
-                    nxt[prev] = _first_argmax(u, W2s, prev)
+                    arg = 0
+                    best = -np.inf
+                    for a in range(k):
+                        s = u[a] + W2t[prev, a]
+                        if s > best:
+                            best = s
+                            arg = a
+                    nxt[prev] = arg
                 prev = nxt[prev]
                 Y[b, i] = prev
 

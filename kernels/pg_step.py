@@ -1,24 +1,30 @@
 """The fused batched policy-gradient step of the paper's mode (docs/theory.md §4.5), for the bigram map.
 
-One pass over each sequence does what ``sample_batch``, ``loglik_batch`` and ``grad_batch`` did in three:
+One kernel does what ``sample_batch``, ``loglik_batch`` and ``grad_batch`` did in three, and does less work per
+token than any of them:
 
 * u = xᵀW1 and Eu = exp(u − max u) once per sequence (``bigram.py``'s factorisation: a token row is
-  Eu ∘ ET[prev], no per-token exponentials);
-* each token's row serves the draw, the sampled sequence's log-probability, the gradient coefficients and — while
-  the sampled prefix equals y*'s (the two rows are then the same row) — the progressive-validation log p(y*|x);
-  once the sample leaves y*, y*'s remaining tokens are scored in a short second loop;
-* the gradient is accumulated as the tokens are drawn. A process reward (per-prefix, baseline none) is known as
-  each token is drawn. An outcome reward is known only at the end of the sequence and its baseline only at the end
-  of its scope (the batch, or the sequence's group), so each sequence's score Σ_i ∇ log p(y_i|…) goes to the
-  accumulator of its reward class (correct / wrong); the advantage of a binary reward is an affine function of
-  the reward within the scope, so the scope's gradient is c₁·S₁ + c₀·S₀ (``advantages.binary_advantages``).
-* supervised mode (batched SGD) takes the gradient of log p(y*|x) in the same passes and samples only to count
-  the sampled mistakes; fit mode (pre-training) takes the same gradient and samples nothing.
+  Eu ∘ ET[prev], no per-token exponentials).
+* **A row cache per sequence.** Within one sequence a token's softmax row depends only on the previous token, so
+  the sequence computes each row (its k products, sum, log-normaliser and partial sums) the first time that
+  previous token occurs: at most k + 1 rows, however long the response. A token then costs one uniform draw, a
+  branch-free count of the partial sums at or below the target (the inverse-CDF scan's answer), and O(1)
+  bookkeeping. The rows serve the draw, the sampled sequence's log-probability, the progressive-validation
+  log p(y*|x) (y*'s tokens after the sample leaves it are scored in a short second loop) and the gradient.
+* **The gradient by row.** Σ_i a_i (onehot(y_i) − p_i) splits into the onehot terms (O(1) a token) and
+  Σ_r (Σ_{i in row r} a_i) p_r: O(k) per row used, not per token. A process reward (per prefix, baseline none)
+  weights token i by its prefix's reward. An outcome reward is known only at the end of the sequence and its
+  baseline only at the end of its scope (the batch, or the sequence's group), so each sequence's score goes to
+  the accumulator of its reward class (correct / wrong); the advantage of a binary reward is an affine function
+  of the reward within the scope, so the scope's gradient is c₁·S₁ + c₀·S₀ (``advantages.binary_advantages``).
+* Supervised mode (batched SGD) takes the gradient of log p(y*|x) and samples only to count the sampled
+  mistakes; fit mode (pre-training) takes the same gradient and samples nothing.
 
 Blocks of sequences are fixed by the batch size and group size, never by the thread count; each block owns its
 accumulators and they are summed in block order, so results are bit-identical for any number of threads. Row b
-draws from RNG stream ``first_stream + b`` of ``seed`` (as ``Policy.sample``), so the sampled responses equal
-those of ``sample_batch`` bit for bit. Only the summation order of the gradient differs from the unfused kernels.
+draws from RNG stream ``first_stream + b`` of ``seed`` (as ``Policy.sample``), and each draw and log-probability
+is computed as ``sample_batch`` computes it, so the responses and logp equal its own bit for bit. The gradient's
+summation order differs from the unfused kernels' (it agrees with ``grad_batch`` to rounding).
 """
 import math
 from collections import namedtuple
@@ -32,7 +38,7 @@ from .bigram import TINY, _prepare_exp, bigram_row, transition_exp
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
 from .features import BIGRAM, token_logits
 from .rng import seed_stream, uniform
-from .softmax import inverse_cdf, row_max, shifted_exp
+from .softmax import row_max, shifted_exp
 from .twin import serial_twin
 
 StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale"])
@@ -81,104 +87,38 @@ def step_out(B, N):
 
 
 @njit(cache=True)
-def _row_exact(fm, w, x, u, seq, i, e, lg):
-    """A token row from the exact logits (shifted by their own max), for the rare rows whose factorised sum
-    underflows: fills e (p_a = e[a]/s) and returns (s, z) with log p_a = logit_a − z."""
-    token_logits(fm, w, x, 0, u, seq, i, lg)
-    m = row_max(lg)
-    s = shifted_exp(lg, m, e)
-    return s, m + math.log(s)
-
-
-@njit(cache=True, inline="always")
-def _logit(w, u, tbase, ts, prev, i, a):
-    if i == 0:
-        return u[a]
-    return u[a] + ts * w[tbase + prev * u.shape[0] + a]
-
-
-@njit(cache=True, inline="always")
-def _score(e, s, a, ai, ts, prev, i, coef, cu, tr):
-    """cu += ai·(onehot(a) − e/s) and, after the first token, tr[prev·k:] += ts·ai·(onehot(a) − e/s). Three
-    plain loops through ``coef`` (float64[k] scratch): measured faster than one fused loop."""
-    k = e.shape[0]
-    c = -ai / s
-    for t in range(k):
-        coef[t] = c * e[t]
-    coef[a] += ai
-    for t in range(k):
-        cu[t] += coef[t]
-    if i > 0:
-        off = prev * k
-        for t in range(k):
-            tr[off + t] += ts * coef[t]
+def _fill_row(fm, w, x, u, eu, ET, rm, mu, seq, i, R, C, S, Z, lg):
+    """Row ``r`` (k for the first token, else seq[i − 1]) of a sequence's row cache: R[r] = Eu ∘ ET[prev]
+    (p = R[r]/S[r]) and Z[r] its log-normaliser (log p_a = logit_a − Z[r]), or, if that sum underflows, the same
+    from the exact logits shifted by their own max (lg: float64[k] scratch). C[r] holds the row's partial sums in
+    ``softmax.inverse_cdf``'s order. ``seq[:i]`` must be written. Not inlined: it runs at most
+    k + 1 times a sequence, and the token loops stay free of calls that pass arrays (see ``pg_step_sequence``)."""
+    k = eu.shape[0]
+    r = k if i == 0 else seq[i - 1]
+    e = R[r]
+    s = bigram_row(eu, ET, r, i, e)
+    if s > TINY:
+        z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
+    else:
+        token_logits(fm, w, x, 0, u, seq, i, lg)
+        m = row_max(lg)
+        s = shifted_exp(lg, m, e)
+        z = m + math.log(s)
+    S[r] = s
+    Z[r] = z
+    acc = 0.0
+    for a in range(k):          # the partial sums softmax.inverse_cdf's scan forms, in its order
+        acc += e[a]
+        C[r, a] = acc
 
 
 @njit(cache=True)
-def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, u, eu, e, lg, cu, tr):
-    """One row of ``pg_step``: draw y (int64[N], written) on-policy, score it and y*, accumulate the gradient.
-
-    The context block of the gradient goes to ``cu`` (float64[k], zeroed here; the caller adds x ⊗ cu), the
-    transition block to ``tr`` (float64[k·k], indexed prev·k + a; accumulated into). ORM rows accumulate their
-    score with weight ``p.scale`` (the class coefficient comes later); PRM rows weight token i by the prefix
-    reward (1 or ``p.neg``) times ``p.scale``; supervised rows take y*'s tokens with weight ``p.scale``.
-    Scratch u, eu, e, lg: float64[k]. Returns (log p(y*|x), log p(y|x), leading tokens of y equal to y*).
-
-    The token loop is written out as ``bigram.sample_sequence_bigram``'s (same draws, bit for bit): helper calls
-    that return the row's sum and normaliser measured ~20% slower here.
-    """
-    k = fm[1]
-    N = fm[2]
-    ts = fm[3]
-    tbase = x.shape[0] * k
-    mu = _prepare_exp(fm, w, x, u, eu)
-    for a in range(k):
-        cu[a] = 0.0
-    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
-    logp = 0.0
-    lls = 0.0
-    on = True
-    npre = N              # the first position where y left y* (N: never)
-    n_draw = N
-    if p.mode == STEP_FIT:     # nothing sampled: y*'s loop below scores every position
-        npre = -1
-        n_draw = 0
-    prev = 0
-    for i in range(n_draw):
-        s = bigram_row(eu, ET, prev, i, e)
-        if s > TINY:
-            a = inverse_cdf(e, uniform(state) * s)
-            z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[prev]
-        else:
-            s, z = _row_exact(fm, w, x, u, y, i, e, lg)
-            a = inverse_cdf(e, uniform(state) * s)
-        y[i] = a
-        logp += _logit(w, u, tbase, ts, prev, i, a) - z
-        if on:
-            b = ystar[i]
-            lls += _logit(w, u, tbase, ts, prev, i, b) - z
-            if sup:
-                _score(e, s, b, p.scale, ts, prev, i, lg, cu, tr)
-            if a != b:
-                on = False
-                npre = i
-        if not sup:
-            ai = p.scale if (on or p.mode == STEP_ORM) else p.neg * p.scale
-            if ai != 0.0:
-                _score(e, s, a, ai, ts, prev, i, lg, cu, tr)
-        prev = a
-    for i in range(npre + 1, N):          # y*'s tokens after the sample left it
-        prev = ystar[i - 1] if i > 0 else 0
-        s = bigram_row(eu, ET, prev, i, e)
-        if s > TINY:
-            z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[prev]
-        else:
-            s, z = _row_exact(fm, w, x, u, ystar, i, e, lg)
-        b = ystar[i]
-        lls += _logit(w, u, tbase, ts, prev, i, b) - z
-        if sup:
-            _score(e, s, b, p.scale, ts, prev, i, lg, cu, tr)
-    return lls, logp, max(npre, 0)
+def _last_positive(R, r):
+    """``softmax.inverse_cdf``'s exit when rounding leaves the target above every partial sum."""
+    a = R.shape[1] - 1
+    while a > 0 and R[r, a] <= 0.0:
+        a -= 1
+    return a
 
 
 @njit(cache=True, inline="always")
@@ -191,12 +131,116 @@ def _add_context(x, cu, acc):
             acc[base + a] += xc * cu[a]
 
 
-@njit(cache=True, inline="always")
-def _flush(src, dst, off):
-    """dst[off + t] += src[t]; src[t] = 0."""
-    for t in range(src.shape[0]):
-        dst[off + t] += src[t]
-        src[t] = 0.0
+@njit(cache=True)
+def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, mark, u, eu, cu, wt, A):
+    """One row of ``pg_step``: draw y (int64[N], written) on-policy, score it and y*, add its gradient to A.
+
+    Row cache. Within one sequence a token's row depends only on the previous token (the context part Eu is
+    fixed), so rows live in R float64[k+1, k] (slot k: the first token; slot a: after token a) with their sums
+    S and log-normalisers Z (float64[k+1]); a slot is valid when mark[slot] == ``stamp`` (int64[k+1]; the
+    stamp is unique per row of the batch). A sequence computes at most k + 1 rows, whatever N.
+
+    Pass 1 draws the tokens and scores y and y*. Each token's draw, log-probability and normaliser equal those
+    ``bigram.sample_sequence_bigram`` computes, bit for bit (same rows; the count of partial sums at or below
+    the target is where ``softmax.inverse_cdf``'s scan stops).
+
+    Pass 2 adds the row's gradient Σ_i a_i (onehot(y_i) − p(·|x, y_<i)) to A[0] (float64[D]), or, for an ORM
+    row whose response is correct, to A[1] (each reward class has its accumulator; its coefficient comes when
+    the scope's baseline is known). ORM rows weight every token by ``p.scale``; PRM rows weight token i by the
+    prefix reward (1 or ``p.neg``) times ``p.scale``; supervised and fit rows take y*'s tokens with weight
+    ``p.scale``. Since p_i depends on i only through the previous token, Σ_i a_i p_i = Σ_r (Σ_{i in slot r} a_i)
+    R[r]/S[r]: the onehot terms cost O(1) a token and the probabilities O(k) per slot used (``wt``
+    float64[k+1] collects the weights and is zeroed again). The context block goes through ``cu``
+    (float64[k] scratch; pass 1 uses it for the rare exact rows) and x ⊗ cu. Scratch u, eu: float64[k].
+    Returns (log p(y*|x), log p(y|x), leading tokens of y equal to y*).
+
+    The token loops are written out with no helper calls that take arrays: a call (inlined or not) whose body
+    branches keeps its arrays' reference-count updates — measured 35 ns a call for two arrays, more than a
+    cached token costs.
+    """
+    k = fm[1]
+    N = fm[2]
+    ts = fm[3]
+    tbase = x.shape[0] * k
+    mu = _prepare_exp(fm, w, x, u, eu)
+    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
+    logp = 0.0
+    lls = 0.0
+    on = True
+    npre = N              # the first position where y left y* (N: never)
+    n_draw = N
+    if p.mode == STEP_FIT:     # nothing sampled: y*'s loop below scores every position
+        npre = -1
+        n_draw = 0
+    prev = 0
+    for i in range(n_draw):
+        r = k if i == 0 else prev
+        if mark[r] != stamp:
+            _fill_row(fm, w, x, u, eu, ET, rm, mu, y, i, R, C, S, Z, cu)
+            mark[r] = stamp
+        # softmax.inverse_cdf on the cached row: its scan stops at the first partial sum above the target (whose
+        # weight is then > 0), i.e. at the number of partial sums at or below it, counted without branches
+        target = uniform(state) * S[r]
+        a = 0
+        for t in range(k):
+            a += C[r, t] <= target
+        if a == k:
+            a = _last_positive(R, r)
+        y[i] = a
+        z = Z[r]
+        if i == 0:
+            logp += u[a] - z
+        else:
+            logp += (u[a] + ts * w[tbase + prev * k + a]) - z
+        if on:
+            b = ystar[i]
+            if i == 0:
+                lls += u[b] - z
+            else:
+                lls += (u[b] + ts * w[tbase + prev * k + b]) - z
+            if a != b:
+                on = False
+                npre = i
+        prev = a
+    for i in range(npre + 1, N):          # y*'s tokens after the sample left it
+        r = k if i == 0 else ystar[i - 1]
+        if mark[r] != stamp:
+            _fill_row(fm, w, x, u, eu, ET, rm, mu, ystar, i, R, C, S, Z, cu)
+            mark[r] = stamp
+        b = ystar[i]
+        if i == 0:
+            lls += u[b] - Z[r]
+        else:
+            lls += (u[b] + ts * w[tbase + r * k + b]) - Z[r]
+    # pass 2: the gradient
+    seq = ystar if sup else y
+    G = A[1] if (p.mode == STEP_ORM and npre == N) else A[0]
+    for a in range(k):
+        cu[a] = 0.0
+    for i in range(N):
+        ai = p.scale if (sup or p.mode == STEP_ORM or i < npre) else p.neg * p.scale
+        if ai != 0.0:
+            a = seq[i]
+            cu[a] += ai
+            if i == 0:
+                wt[k] += ai
+            else:
+                prev = seq[i - 1]
+                wt[prev] += ai
+                G[tbase + prev * k + a] += ts * ai
+    for r in range(k + 1):
+        if wt[r] != 0.0:
+            c = -wt[r] / S[r]
+            wt[r] = 0.0
+            for t in range(k):
+                cu[t] += c * R[r, t]
+            if r < k:
+                off = tbase + r * k
+                tc = ts * c
+                for t in range(k):
+                    G[off + t] += tc * R[r, t]
+    _add_context(x, cu, G)
+    return lls, logp, max(npre, 0)
 
 
 @njit(cache=True, inline="always")
@@ -224,38 +268,36 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     transition_exp(fm, w, d, ET, rm)
     orm = p.mode == STEP_ORM
     by_group = orm and p.baseline != NO_BASELINE and 1 < p.group < B     # the outcome baseline is per group
-    rows = max(1, BLOCK // p.group) * p.group if by_group else BLOCK      # blocks of whole groups
-    nb = (B + rows - 1) // rows
+    rows_per = max(1, BLOCK // p.group) * p.group if by_group else BLOCK      # blocks of whole groups
+    nb = (B + rows_per - 1) // rows_per
     # per block: [0] wrong-class or the only accumulator, [1] correct class, [2] the block's combined groups
     acc = np.zeros((nb, 3, D))
-    scratch = np.empty((nb, 6, k))
-    trans = np.zeros((nb, k * k))
+    scratch = np.empty((nb, 3, k))
+    R = np.empty((nb, 2, k + 1, k))
+    SZ = np.empty((nb, 2, k + 1))
+    mark = np.full((nb, k + 1), -1, np.int64)
+    wt = np.zeros((nb, k + 1))
     n_ok = np.zeros(nb, np.int64)
-    tbase = d * k
     Y, llstar, logp, prefix, states = out.Y, out.llstar, out.logp, out.prefix, out.states   # plain arrays in prange
     N = Ystar.shape[1]
     for blk in prange(nb):
         u = scratch[blk, 0]
         eu = scratch[blk, 1]
-        e = scratch[blk, 2]
-        lg = scratch[blk, 3]
-        cu = scratch[blk, 4]
-        tr = trans[blk]
-        lo = blk * rows
-        hi = min(B, lo + rows)
+        cu = scratch[blk, 2]
+        Rb = R[blk, 0]          # the block's views, taken once: each view a call receives costs reference counts
+        Cb = R[blk, 1]
+        Sb = SZ[blk, 0]
+        Zb = SZ[blk, 1]
+        mb = mark[blk]
+        wb = wt[blk]
+        ab = acc[blk]
+        lo = blk * rows_per
+        hi = min(B, lo + rows_per)
         for b in range(lo, hi):
             state = states[b]
             seed_stream(seed, first_stream + b, state)
-            if orm:
-                ll, lp, npre = pg_step_sequence(fm, w, X[b], Ystar[b], ET, rm, p, state, Y[b], u, eu, e, lg,
-                                                cu, tr)
-                cls = 1 if npre == N else 0
-                _add_context(X[b], cu, acc[blk, cls])
-                _flush(tr, acc[blk, cls], tbase)
-            else:
-                ll, lp, npre = pg_step_sequence(fm, w, X[b], Ystar[b], ET, rm, p, state, Y[b], u, eu, e, lg,
-                                                cu, acc[blk, 0, tbase:])
-                _add_context(X[b], cu, acc[blk, 0])
+            ll, lp, npre = pg_step_sequence(fm, w, X[b], Ystar[b], ET, rm, p, state, Y[b], b, Rb, Cb, Sb, Zb, mb,
+                                            u, eu, cu, wb, ab)
             llstar[b] = ll
             logp[b] = lp
             prefix[b] = npre

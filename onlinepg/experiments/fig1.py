@@ -221,6 +221,15 @@ def _notes(ctx):
             f"{q['worst_quarter_mean_log10_lik_end']:.1f}.")
 
 
+def _log_thin(steps, n=600):
+    """Indices of ``steps`` (increasing, > 0) thinned to about n points evenly spaced on a log axis (the first and
+    last kept): a curve tracked at every one of thousands of steps draws the same on a log-x panel, much faster."""
+    if len(steps) <= n:
+        return np.arange(len(steps))
+    marks = np.geomspace(steps[0], steps[-1], n)
+    return np.unique(np.concatenate([[0, len(steps) - 1], np.searchsorted(steps, marks).clip(0, len(steps) - 1)]))
+
+
 def _plot(ctx, curves, seed):
     plt = pyplot()
     from matplotlib.colors import LogNorm
@@ -235,7 +244,8 @@ def _plot(ctx, curves, seed):
     ax = axes[0]
     for arm in ARMS:
         _, _, steps, lik, _ = curves[arm, seed]
-        keep = steps > 0
+        keep = np.flatnonzero(steps > 0)
+        keep = keep[_log_thin(steps[keep])]
         if off.any():
             ax.plot(steps[keep], lik[keep][:, off].mean(axis=1), color=COLOURS[arm], label=LABELS[arm])
     ax.set_xscale("log")
@@ -261,7 +271,8 @@ def _plot(ctx, curves, seed):
     ax.legend(fontsize=8)
     ax = axes[2]
     _, _, steps, lik, _ = curves["orm", seed]
-    keep = steps > 0
+    keep = np.flatnonzero(steps > 0)
+    keep = keep[_log_thin(steps[keep])]
     for c in order:
         ax.plot(steps[keep], lik[keep, c], color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)
     ax.set_xscale("log")
@@ -280,7 +291,8 @@ def _plot(ctx, curves, seed):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
     for ax, arm in zip(axes, ARMS):
         _, _, steps, _, loglik = curves[arm, seed]
-        keep = steps > 0
+        keep = np.flatnonzero(steps > 0)
+        keep = keep[_log_thin(steps[keep])]
         for c in order:
             ax.plot(steps[keep], loglik[keep, c] / math.log(10), color=cmap(norm(max(base_lik[c], 1e-300))), lw=1)
         ax.axhline(math.log10(p["off_support"]), color="k", ls="--", lw=0.8, label="off-support threshold")

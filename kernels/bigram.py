@@ -102,14 +102,10 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
 
 
 @njit(cache=True)
-def _row_log_normaliser(fm, w, x, u, eu, ET, rm, y, i, e, lg):
-    """(log s, exact) of token i's row: log Σ_a Eu_a·ET[prev, a] (``exact`` False), or, when that sum is below
-    ``TINY``, the exact logsumexp of the row's logits (``exact`` True)."""
-    s = bigram_row(eu, ET, y[i - 1] if i > 0 else 0, i, e)
-    if s > TINY:
-        return math.log(s), False
+def _exact_log_normaliser(fm, w, x, u, y, i, lg):
+    """logsumexp of token i's exact logits, for the rare rows whose factorised sum is below ``TINY``."""
     token_logits(fm, w, x, 0, u, y, i, lg)
-    return logsumexp(lg), True
+    return logsumexp(lg)
 
 
 @njit(cache=True)
@@ -117,8 +113,10 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token).
 
     A row's normaliser depends on the previous token only (Eu is fixed for the sequence), so each is computed
-    the first time its previous token occurs (at most k + 1 per sequence) and the token loop does O(1) work;
-    every per-token value is the expression the uncached loop evaluated, so the scores are the same bits.
+    the first time its previous token occurs (at most k + 1 per sequence; ``e`` holds the row being summed) and
+    the token loop does O(1) work. Every per-token value is the expression the uncached loop evaluated, so the
+    scores are the same bits. The loop calls no helper that takes arrays, except for the rare exact rows (each
+    such call pays its arrays' reference counts).
     """
     N = fm[2]
     d = x.shape[0]
@@ -127,17 +125,36 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     mu = _prepare_exp(fm, w, x, u, eu)
     base = d * k
     L = np.empty(k + 1)                       # slot k: the first token's row; slot a: the row after token a
-    state = np.zeros(k + 1, np.int8)          # 0 not computed, 1 factorised (L = log s), 2 exact (L = logsumexp)
+    kind = np.zeros(k + 1, np.int8)           # 0 not computed, 1 factorised (L = log s), 2 exact (L = logsumexp)
+    top = k - k % 4
     total = 0.0
     worst = math.inf
     prev = 0
     for i in range(N):
         r = k if i == 0 else prev
-        if state[r] == 0:
-            L[r], exact = _row_log_normaliser(fm, w, x, u, eu, ET, rm, y, i, e, lg)
-            state[r] = 2 if exact else 1
+        if kind[r] == 0:
+            for a in range(k):                # bigram_row and lane_sum, written out
+                e[a] = eu[a] if i == 0 else eu[a] * ET[r, a]
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for a in range(0, top, 4):
+                s0 += e[a]
+                s1 += e[a + 1]
+                s2 += e[a + 2]
+                s3 += e[a + 3]
+            for a in range(top, k):
+                s0 += e[a]
+            s = (s0 + s1) + (s2 + s3)
+            if s > TINY:
+                L[r] = math.log(s)
+                kind[r] = 1
+            else:
+                L[r] = _exact_log_normaliser(fm, w, x, u, y, i, lg)
+                kind[r] = 2
         a = y[i]
-        if state[r] == 1:
+        if kind[r] == 1:
             lp = u[a] - mu - L[r]
             if i > 0:
                 lp += ts * w[base + prev * k + a] - rm[prev]

@@ -92,18 +92,21 @@ def teacher_responses(W1s, W2s, X, Y):
     Ties go to the smallest token. The next token depends on the context and the previous token only, so each
     context memoises its transition table as the chain visits it: at most min(N, k) argmaxes of k per context,
     instead of N (the chain soon cycles through a few tokens). u = W1* x is summed over c in order for every a
-    at once (a loop LLVM vectorises; the same sums as one dot product per a), and the argmax is written out in
-    the token loop (a helper taking arrays would pay their reference counts at every call).
+    at once (a loop LLVM vectorises; the same sums as one dot product per a); each argmax is written out in the
+    token loop (a helper taking an array pays its reference count at every call).
     """
     B, N = Y.shape
     k, d = W1s.shape
     W1t = np.ascontiguousarray(W1s.T)          # [d, k]: row c holds W1*[:, c]
     W2t = np.ascontiguousarray(W2s.T)          # [k, k]: row prev holds W2*[:, prev]
+    top = k - k % 4
     nblk = (B + 63) // 64
     us = np.empty((nblk, k))
+    vs = np.empty((nblk, k))
     nexts = np.empty((nblk, k), np.int64)
     for blk in prange(nblk):
         u = us[blk]
+        v = vs[blk]
         nxt = nexts[blk]
         for b in range(blk * 64, min(B, blk * 64 + 64)):
             for a in range(k):
@@ -113,25 +116,34 @@ def teacher_responses(W1s, W2s, X, Y):
                 xc = X[b, c]
                 for a in range(k):
                     u[a] += W1t[c, a] * xc
-            prev = 0
-            best = -np.inf
-            for a in range(k):
-                if u[a] > best:
-                    best = u[a]
-                    prev = a
-            if N > 0:
-                Y[b, 0] = prev
-            for i in range(1, N):
-                if nxt[prev] < 0:
-                    arg = 0
-                    best = -np.inf
-                    for a in range(k):
-                        s = u[a] + W2t[prev, a]
-                        if s > best:
-                            best = s
-                            arg = a
+            prev = -1                   # before the first token
+            for i in range(N):
+                if prev >= 0 and nxt[prev] >= 0:
+                    prev = nxt[prev]
+                    Y[b, i] = prev
+                    continue
+                # argmax_a v_a, v = u (+ W2*[:, prev]): the max as four independent chains (a ≡ 0..3 mod 4),
+                # then the first a that reaches it (the index a strict "greater than" scan keeps; no NaN here)
+                for a in range(k):
+                    v[a] = u[a] if prev < 0 else u[a] + W2t[prev, a]
+                m0 = -np.inf
+                m1 = -np.inf
+                m2 = -np.inf
+                m3 = -np.inf
+                for a in range(0, top, 4):
+                    m0 = max(m0, v[a])
+                    m1 = max(m1, v[a + 1])
+                    m2 = max(m2, v[a + 2])
+                    m3 = max(m3, v[a + 3])
+                for a in range(top, k):
+                    m0 = max(m0, v[a])
+                m = max(max(m0, m1), max(m2, m3))
+                arg = 0
+                while v[arg] != m and arg < k - 1:
+                    arg += 1
+                if prev >= 0:
                     nxt[prev] = arg
-                prev = nxt[prev]
+                prev = arg
                 Y[b, i] = prev
 
 

@@ -33,13 +33,15 @@ import numpy as np
 from numba import njit, prange
 
 from .advantages import binary_advantages
-from .batch import BLOCK
-from .bigram import TINY, _prepare_exp, bigram_row, transition_exp
+from .bigram import TINY, transition_exp
+from .mathfn import exp_nonpos
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
-from .features import BIGRAM, token_logits
+from .features import BIGRAM
 from .rng import seed_stream, uniform
 from .softmax import row_max, shifted_exp
 from .twin import serial_twin
+
+STEP_BLOCK = 64      # rows per block: few enough blocks that their gradient accumulators stay in cache
 
 StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale"])
 StepParams.__doc__ = """Parameters of ``pg_step`` (read by attribute inside the kernel).
@@ -87,29 +89,35 @@ def step_out(B, N):
 
 
 @njit(cache=True)
-def _fill_row(fm, w, x, u, eu, ET, rm, mu, seq, i, R, C, S, Z, lg):
-    """Row ``r`` (k for the first token, else seq[i − 1]) of a sequence's row cache: R[r] = Eu ∘ ET[prev]
-    (p = R[r]/S[r]) and Z[r] its log-normaliser (log p_a = logit_a − Z[r]), or, if that sum underflows, the same
-    from the exact logits shifted by their own max (lg: float64[k] scratch). C[r] holds the row's partial sums in
-    ``softmax.inverse_cdf``'s order. ``seq[:i]`` must be written. Not inlined: it runs at most
-    k + 1 times a sequence, and the token loops stay free of calls that pass arrays (see ``pg_step_sequence``)."""
-    k = eu.shape[0]
-    r = k if i == 0 else seq[i - 1]
-    e = R[r]
-    s = bigram_row(eu, ET, r, i, e)
-    if s > TINY:
-        z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
-    else:
-        token_logits(fm, w, x, 0, u, seq, i, lg)
-        m = row_max(lg)
-        s = shifted_exp(lg, m, e)
-        z = m + math.log(s)
-    S[r] = s
-    Z[r] = z
-    acc = 0.0
-    for a in range(k):          # the partial sums softmax.inverse_cdf's scan forms, in its order
-        acc += e[a]
-        C[r, a] = acc
+def _exact_row(u, w, R, r, i, tbase, ts, lg):
+    """Row r of the cache from the exact logits (u, plus the transition weights after the first token) shifted by
+    their own max, for the rare rows whose factorised sum underflows: fills R[r] and returns (s, z) with
+    p_a = R[r, a]/s and log p_a = logit_a − z, as ``bigram.sample_sequence_bigram``'s exact path."""
+    k = u.shape[0]
+    for a in range(k):
+        lg[a] = u[a] if i == 0 else u[a] + ts * w[tbase + r * k + a]
+    m = row_max(lg)
+    s = shifted_exp(lg, m, R[r])
+    return s, m + math.log(s)
+
+
+@njit(cache=True, inline="always")
+def _row_sum(R, r):
+    """Σ_a R[r, a] in ``softmax.lane_sum``'s order (four partial sums by a mod 4, the tail on the first)."""
+    k = R.shape[1]
+    top = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for a in range(0, top, 4):
+        s0 += R[r, a]
+        s1 += R[r, a + 1]
+        s2 += R[r, a + 2]
+        s3 += R[r, a + 3]
+    for a in range(top, k):
+        s0 += R[r, a]
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit(cache=True)
@@ -121,16 +129,6 @@ def _last_positive(R, r):
     return a
 
 
-@njit(cache=True, inline="always")
-def _add_context(x, cu, acc):
-    k = cu.shape[0]
-    for c in range(x.shape[0]):
-        xc = x[c]
-        base = c * k
-        for a in range(k):
-            acc[base + a] += xc * cu[a]
-
-
 @njit(cache=True)
 def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, mark, u, eu, cu, wt, A):
     """One row of ``pg_step``: draw y (int64[N], written) on-policy, score it and y*, add its gradient to A.
@@ -140,9 +138,9 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, ma
     S and log-normalisers Z (float64[k+1]); a slot is valid when mark[slot] == ``stamp`` (int64[k+1]; the
     stamp is unique per row of the batch). A sequence computes at most k + 1 rows, whatever N.
 
-    Pass 1 draws the tokens and scores y and y*. Each token's draw, log-probability and normaliser equal those
-    ``bigram.sample_sequence_bigram`` computes, bit for bit (same rows; the count of partial sums at or below
-    the target is where ``softmax.inverse_cdf``'s scan stops).
+    Pass 1 draws the tokens and scores y and y* (y*'s own rows once the sample has left it). Each token's draw,
+    log-probability and normaliser equal those ``bigram.sample_sequence_bigram`` computes, bit for bit (same rows
+    and sums; the count of partial sums at or below the target is where ``softmax.inverse_cdf``'s scan stops).
 
     Pass 2 adds the row's gradient Σ_i a_i (onehot(y_i) − p(·|x, y_<i)) to A[0] (float64[D]), or, for an ORM
     row whose response is correct, to A[1] (each reward class has its accumulator; its coefficient comes when
@@ -154,64 +152,99 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, ma
     (float64[k] scratch; pass 1 uses it for the rare exact rows) and x ⊗ cu. Scratch u, eu: float64[k].
     Returns (log p(y*|x), log p(y|x), leading tokens of y equal to y*).
 
-    The token loops are written out with no helper calls that take arrays: a call (inlined or not) whose body
-    branches keeps its arrays' reference-count updates — measured 35 ns a call for two arrays, more than a
-    cached token costs.
+    The loops, row fills included, are written out with no helper calls that take arrays (only the rare exact
+    row calls one): a call, inlined or not, whose body branches keeps an atomic reference-count increment and
+    decrement per array argument — measured ~17 ns per array per call here (35 ns for two arrays), more than a
+    cached token costs; the earlier version's fill call (15 arrays) cost ~0.5 µs per row.
     """
     k = fm[1]
     N = fm[2]
     ts = fm[3]
     tbase = x.shape[0] * k
-    mu = _prepare_exp(fm, w, x, u, eu)
+    d = x.shape[0]
+    for a in range(k):                  # bigram._prepare_exp written out: u = xᵀW1, Eu = exp(u − max u)
+        u[a] = 0.0
+    for c in range(d):
+        xc = x[c]
+        for a in range(k):
+            u[a] += xc * w[c * k + a]
+    mu = u[0]
+    for a in range(1, k):
+        mu = max(mu, u[a])
+    for a in range(k):
+        eu[a] = exp_nonpos(u[a] - mu)
     sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
     logp = 0.0
     lls = 0.0
     on = True
     npre = N              # the first position where y left y* (N: never)
     n_draw = N
-    if p.mode == STEP_FIT:     # nothing sampled: y*'s loop below scores every position
+    if p.mode == STEP_FIT:     # nothing sampled: y*'s side scores every position
         npre = -1
         n_draw = 0
-    prev = 0
-    for i in range(n_draw):
-        r = k if i == 0 else prev
-        if mark[r] != stamp:
-            _fill_row(fm, w, x, u, eu, ET, rm, mu, y, i, R, C, S, Z, cu)
-            mark[r] = stamp
-        # softmax.inverse_cdf on the cached row: its scan stops at the first partial sum above the target (whose
-        # weight is then > 0), i.e. at the number of partial sums at or below it, counted without branches
-        target = uniform(state) * S[r]
-        a = 0
-        for t in range(k):
-            a += C[r, t] <= target
-        if a == k:
-            a = _last_positive(R, r)
-        y[i] = a
-        z = Z[r]
-        if i == 0:
-            logp += u[a] - z
-        else:
-            logp += (u[a] + ts * w[tbase + prev * k + a]) - z
-        if on:
-            b = ystar[i]
-            if i == 0:
-                lls += u[b] - z
+    prev = 0              # the sampled sequence's previous token
+    for i in range(N):
+        # side 0: the sampled token (drawn from the row after y's previous token; while y = y* so far, the same
+        # row scores y*); side 1: y*'s token once the sample has left y* (fit mode: every position)
+        for side in range(2):
+            if side == 0:
+                if i >= n_draw:
+                    continue
+                r = k if i == 0 else prev
             else:
-                lls += (u[b] + ts * w[tbase + prev * k + b]) - z
-            if a != b:
-                on = False
-                npre = i
-        prev = a
-    for i in range(npre + 1, N):          # y*'s tokens after the sample left it
-        r = k if i == 0 else ystar[i - 1]
-        if mark[r] != stamp:
-            _fill_row(fm, w, x, u, eu, ET, rm, mu, ystar, i, R, C, S, Z, cu)
-            mark[r] = stamp
-        b = ystar[i]
-        if i == 0:
-            lls += u[b] - Z[r]
-        else:
-            lls += (u[b] + ts * w[tbase + r * k + b]) - Z[r]
+                if i <= npre:
+                    continue
+                r = k if i == 0 else ystar[i - 1]
+            if mark[r] != stamp:        # the row's first use in this sequence (written out: see the docstring)
+                if i == 0:
+                    for a in range(k):
+                        R[r, a] = eu[a]
+                else:
+                    for a in range(k):
+                        R[r, a] = eu[a] * ET[r, a]
+                s = _row_sum(R, r)
+                if s > TINY:
+                    z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
+                else:
+                    s, z = _exact_row(u, w, R, r, i, tbase, ts, cu)
+                acc = 0.0
+                for a in range(k):      # the partial sums softmax.inverse_cdf's scan forms, in its order
+                    acc += R[r, a]
+                    C[r, a] = acc
+                S[r] = s
+                Z[r] = z
+                mark[r] = stamp
+            z = Z[r]
+            if side == 1:
+                b = ystar[i]
+                if i == 0:
+                    lls += u[b] - z
+                else:
+                    lls += (u[b] + ts * w[tbase + r * k + b]) - z
+                continue
+            # softmax.inverse_cdf on the cached row: its scan stops at the first partial sum above the target (whose
+            # weight is then > 0), i.e. at the number of partial sums at or below it, counted without branches
+            target = uniform(state) * S[r]
+            a = 0
+            for t in range(k):
+                a += C[r, t] <= target
+            if a == k:
+                a = _last_positive(R, r)
+            y[i] = a
+            if i == 0:
+                logp += u[a] - z
+            else:
+                logp += (u[a] + ts * w[tbase + prev * k + a]) - z
+            if on:
+                b = ystar[i]
+                if i == 0:
+                    lls += u[b] - z
+                else:
+                    lls += (u[b] + ts * w[tbase + prev * k + b]) - z
+                if a != b:
+                    on = False
+                    npre = i
+            prev = a
     # pass 2: the gradient
     seq = ystar if sup else y
     G = A[1] if (p.mode == STEP_ORM and npre == N) else A[0]
@@ -239,7 +272,10 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, ma
                 tc = ts * c
                 for t in range(k):
                     G[off + t] += tc * R[r, t]
-    _add_context(x, cu, G)
+    for c in range(d):                  # the context block: G[c·k + a] += x_c · cu_a
+        xc = x[c]
+        for a in range(k):
+            G[c * k + a] += xc * cu[a]
     return lls, logp, max(npre, 0)
 
 
@@ -268,10 +304,11 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     transition_exp(fm, w, d, ET, rm)
     orm = p.mode == STEP_ORM
     by_group = orm and p.baseline != NO_BASELINE and 1 < p.group < B     # the outcome baseline is per group
-    rows_per = max(1, BLOCK // p.group) * p.group if by_group else BLOCK      # blocks of whole groups
+    rows_per = max(1, STEP_BLOCK // p.group) * p.group if by_group else STEP_BLOCK   # blocks of whole groups
     nb = (B + rows_per - 1) // rows_per
-    # per block: [0] wrong-class or the only accumulator, [1] correct class, [2] the block's combined groups
-    acc = np.zeros((nb, 3, D))
+    # per block: [0] wrong-class or the only accumulator, [1] correct class, [2] the block's combined groups;
+    # only the slots the mode uses (every slot is D doubles per block, zeroed and summed once per call)
+    acc = np.zeros((nb, 3 if by_group else (2 if orm else 1), D))
     scratch = np.empty((nb, 3, k))
     R = np.empty((nb, 2, k + 1, k))
     SZ = np.empty((nb, 2, k + 1))

@@ -21,7 +21,18 @@ def build_task(cfg):
 
 class ContextStream:
     """Contexts by index: ``batch(first, n)`` gives contexts offset+first … offset+first+n−1 of the run's stream —
-    i.i.d. from the task, or a finite pool visited in order ('cycle') or reshuffled every epoch ('shuffle')."""
+    i.i.d. from the task, or a finite pool visited in order ('cycle') or reshuffled every epoch ('shuffle').
+
+    ``batch(first, n, until)`` says the caller will next ask for the contexts up to ``until`` in order (a batched
+    learner's remaining steps): i.i.d. contexts are then drawn in read-ahead windows of up to ``AHEAD`` requests
+    (at most ``WINDOW_CELLS`` numbers of X and y*, never past ``until``). A context is keyed by its index, so a
+    window holds the same bits as drawing each request alone; drawing several batches in one kernel call saves
+    the per-call cost and lets the context and teacher kernels run on every core where one batch alone is too
+    small to (kernels/twin.py).
+    """
+
+    AHEAD = 8
+    WINDOW_CELLS = 1 << 21
 
     def __init__(self, task, cfg):
         t = cfg["task"]
@@ -38,10 +49,10 @@ class ContextStream:
                 self.pool = task.draw(0, t["pool"], stream="pool")
             self.size = len(self.pool.J)
 
-    def batch(self, first, n):
+    def batch(self, first, n, until=None):
         first += self.offset
         if self.kind == "iid":
-            return self.task.draw(first, n, stream="contexts")
+            return self._iid(first, n, first + n if until is None else until + self.offset)
         idx = np.arange(first, first + n, dtype=np.int64)
         pos = idx % self.size
         if self.kind == "shuffle":
@@ -52,6 +63,19 @@ class ContextStream:
                 pos[sel] = perm[pos[sel]]
         ids = pos if isinstance(self.task, TeacherTask) else self.pool.J[pos]
         return Batch(self.pool.X[pos], ids, self.pool.Ystar[pos])
+
+    def _iid(self, first, n, until):
+        start, window = getattr(self, "_window", (0, None))
+        if window is None or not (start <= first and first + n <= start + len(window.J)):
+            cells = getattr(self.task, "d", 0) + self.task.N
+            ahead = max(n, min(self.AHEAD * n, until - first, self.WINDOW_CELLS // cells))
+            start, window = first, self.task.draw(first, ahead, stream="contexts")
+            self._window = (start, window)
+        return _rows(window, first - start, n)
+
+
+def _rows(b, lo, n):
+    return Batch(b.X[lo:lo + n], b.J[lo:lo + n], b.Ystar[lo:lo + n])
 
 
 def test_batch(task, cfg):

@@ -90,11 +90,13 @@ class BatchLearner(Learner):
                                              self.std_scale, 1.0 / (self.B * self.features.N))
             self.out = K.step_out(self.B, self.features.N)
             self.g = np.zeros(self.features.D)
+        self.horizon = cfg["run"]["rounds"]       # the run's last step + 1: contexts may be read ahead up to it
 
     def _contexts(self, step):
-        """B contexts for the step; with groups, B/G contexts each repeated G times (consecutive)."""
+        """B contexts for the step; with groups, B/G contexts each repeated G times (consecutive). The stream may
+        read a few steps ahead, never past the run's horizon (an early stop wastes at most that read-ahead)."""
         n = self.B // self.G
-        b = self.stream.batch(step * n, n)
+        b = self.stream.batch(step * n, n, until=max(self.horizon, step + 1) * n)
         if self.G == 1:
             return b
         rep = lambda a: np.repeat(a, self.G, axis=0)  # noqa: E731

@@ -1,9 +1,11 @@
 """Deterministic seed derivation: one 63-bit key per (seed, purpose), so streams never collide."""
+import functools
 import hashlib
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=4096)      # a pure function, asked again for the same keys at every batch
 def derive_seed(seed, *labels):
     """A 63-bit integer derived from ``seed`` and string/int labels via numpy's SeedSequence.
 

@@ -193,3 +193,22 @@ def test_stream_offset_continues_the_stream(kind):
     np.testing.assert_array_equal(tail.X, whole.X[37:])
     np.testing.assert_array_equal(tail.J, whole.J[37:])
     np.testing.assert_array_equal(tail.Ystar, whole.Ystar[37:])
+
+
+@pytest.mark.parametrize("contexts", ["rademacher", "mixture"])
+def test_context_stream_read_ahead_gives_the_contexts_of_each_request(contexts):
+    """A batched learner's stream draws several steps' contexts in one window; the windows hold the same bits as
+    drawing each request alone, and a request outside the window (a jump back, a resume) is drawn afresh."""
+    from onlinepg import config as C
+    from onlinepg.build import ContextStream, build_task
+    cfg = C.resolve({"task": {"kind": "teacher", "d": 8, "k": 4, "N": 6, "contexts": contexts, "centres": 4}})
+    task = build_task(cfg)
+    stream = ContextStream(task, cfg)
+    stream.AHEAD = 3
+    for step in [0, 1, 2, 3, 4, 9, 10, 2, 11, 12, 13, 14]:
+        b = stream.batch(step * 7, 7, until=15 * 7)
+        ref = task.draw(step * 7, 7)
+        np.testing.assert_array_equal(b.X, ref.X)
+        np.testing.assert_array_equal(b.J, ref.J)
+        np.testing.assert_array_equal(b.Ystar, ref.Ystar)
+    assert len(stream._window[1].J) <= 3 * 7 and stream._window[0] + len(stream._window[1].J) <= 15 * 7

@@ -230,6 +230,18 @@ def _log_thin(steps, n=600):
     return np.unique(np.concatenate([[0, len(steps) - 1], np.searchsorted(steps, marks).clip(0, len(steps) - 1)]))
 
 
+def _colorbar(fig, mappable, ax):
+    """The base-likelihood colour bar: its log scale spans up to 300 decades, so it gets at most 8 labelled ticks
+    and no minor ones (the default locator drew a tick, with a typeset label, for hundreds of decades, and that
+    was most of the figure's drawing time)."""
+    from matplotlib.ticker import LogLocator
+    cb = fig.colorbar(mappable, ax=ax, label="base likelihood of the centre")
+    cb.locator = LogLocator(numticks=8)
+    cb.minorticks_off()
+    cb.update_ticks()
+    return cb
+
+
 def _plot(ctx, curves, seed):
     plt = pyplot()
     from matplotlib.colors import LogNorm
@@ -280,7 +292,7 @@ def _plot(ctx, curves, seed):
     ax.set_ylabel("likelihood p(y*|centre)")
     ax.set_ylim(-0.03, 1.03)
     ax.set_title("ORM: each centre's likelihood", fontsize=10)
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="base likelihood of the centre")
+    _colorbar(fig, plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax)
     fig.suptitle(f"fig1 — N = {p['N']}, d = {p['d']}, k = {p['k']}, {p['centres']} centres, batch {p['batch']}, "
                  f"Adagrad lr {p['lr']:g}, ±1 rewards, seed {seed}", fontsize=11)
     fig.tight_layout()
@@ -301,7 +313,7 @@ def _plot(ctx, curves, seed):
         ax.set_title(LABELS[arm], fontsize=10)
         ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("log10 likelihood log10 p(y*|centre)")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="base likelihood of the centre")
+    _colorbar(fig, plt.cm.ScalarMappable(norm=norm, cmap=cmap), axes)
     fig.suptitle(f"fig1 — per-centre log-likelihood, seed {seed}", fontsize=11)
     ctx.figure(fig, "fig1-centres")
     plt.close(fig)

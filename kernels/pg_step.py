@@ -34,10 +34,10 @@ from numba import njit, prange
 
 from .advantages import binary_advantages
 from .bigram import TINY, transition_exp
+from .mathfn import exp_nonpos
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
 from .features import BIGRAM
-from .mathfn import exp_nonpos
-from .rng import stream_words, unit, xoshiro_step
+from .rng import seed_stream, uniform
 from .softmax import row_max, shifted_exp
 from .twin import serial_twin
 
@@ -101,6 +101,25 @@ def _exact_row(u, w, R, r, i, tbase, ts, lg):
     return s, m + math.log(s)
 
 
+@njit(cache=True, inline="always")
+def _row_sum(R, r):
+    """Σ_a R[r, a] in ``softmax.lane_sum``'s order (four partial sums by a mod 4, the tail on the first)."""
+    k = R.shape[1]
+    top = k - k % 4
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for a in range(0, top, 4):
+        s0 += R[r, a]
+        s1 += R[r, a + 1]
+        s2 += R[r, a + 2]
+        s3 += R[r, a + 3]
+    for a in range(top, k):
+        s0 += R[r, a]
+    return (s0 + s1) + (s2 + s3)
+
+
 @njit(cache=True)
 def _last_positive(R, r):
     """``softmax.inverse_cdf``'s exit when rounding leaves the target above every partial sum."""
@@ -108,6 +127,159 @@ def _last_positive(R, r):
     while a > 0 and R[r, a] <= 0.0:
         a -= 1
     return a
+
+
+@njit(cache=True)
+def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, mark, u, eu, cu, wt, A):
+    """One row of ``pg_step``: draw y (int64[N], written) on-policy, score it and y*, add its gradient to A.
+
+    Row cache. Within one sequence a token's row depends only on the previous token (the context part Eu is
+    fixed), so rows live in R float64[k+1, k] (slot k: the first token; slot a: after token a) with their sums
+    S and log-normalisers Z (float64[k+1]); a slot is valid when mark[slot] == ``stamp`` (int64[k+1]; the
+    stamp is unique per row of the batch). A sequence computes at most k + 1 rows, whatever N.
+
+    Pass 1 draws the tokens and scores y and y* (y*'s own rows once the sample has left it). Each token's draw,
+    log-probability and normaliser equal those ``bigram.sample_sequence_bigram`` computes, bit for bit (same rows
+    and sums; the count of partial sums at or below the target is where ``softmax.inverse_cdf``'s scan stops).
+
+    Pass 2 adds the row's gradient Σ_i a_i (onehot(y_i) − p(·|x, y_<i)) to A[0] (float64[D]), or, for an ORM
+    row whose response is correct, to A[1] (each reward class has its accumulator; its coefficient comes when
+    the scope's baseline is known). ORM rows weight every token by ``p.scale``; PRM rows weight token i by the
+    prefix reward (1 or ``p.neg``) times ``p.scale``; supervised and fit rows take y*'s tokens with weight
+    ``p.scale``. Since p_i depends on i only through the previous token, Σ_i a_i p_i = Σ_r (Σ_{i in slot r} a_i)
+    R[r]/S[r]: the onehot terms cost O(1) a token and the probabilities O(k) per slot used (``wt``
+    float64[k+1] collects the weights and is zeroed again). The context block goes through ``cu``
+    (float64[k] scratch; pass 1 uses it for the rare exact rows) and x ⊗ cu. Scratch u, eu: float64[k].
+    Returns (log p(y*|x), log p(y|x), leading tokens of y equal to y*).
+
+    The loops, row fills included, are written out with no helper calls that take arrays (only the rare exact
+    row calls one): a call, inlined or not, whose body branches keeps an atomic reference-count increment and
+    decrement per array argument — measured ~17 ns per array per call here (35 ns for two arrays), more than a
+    cached token costs; the earlier version's fill call (15 arrays) cost ~0.5 µs per row. The call of this
+    function itself (once per row, ~20 arrays) is kept: writing its body into ``pg_step``'s block loop saved
+    ~0.2 µs a row but made ``pg_step`` compile in 25 s instead of 17 (and its serial twin in 7 s instead of 3),
+    because a separate function is compiled once for both twins; the step's time did not move measurably.
+    """
+    k = fm[1]
+    N = fm[2]
+    ts = fm[3]
+    tbase = x.shape[0] * k
+    d = x.shape[0]
+    for a in range(k):                  # bigram._prepare_exp written out: u = xᵀW1, Eu = exp(u − max u)
+        u[a] = 0.0
+    for c in range(d):
+        xc = x[c]
+        for a in range(k):
+            u[a] += xc * w[c * k + a]
+    mu = u[0]
+    for a in range(1, k):
+        mu = max(mu, u[a])
+    for a in range(k):
+        eu[a] = exp_nonpos(u[a] - mu)
+    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
+    logp = 0.0
+    lls = 0.0
+    on = True
+    npre = N              # the first position where y left y* (N: never)
+    n_draw = N
+    if p.mode == STEP_FIT:     # nothing sampled: y*'s side scores every position
+        npre = -1
+        n_draw = 0
+    prev = 0              # the sampled sequence's previous token
+    for i in range(N):
+        # side 0: the sampled token (drawn from the row after y's previous token; while y = y* so far, the same
+        # row scores y*); side 1: y*'s token once the sample has left y* (fit mode: every position)
+        for side in range(2):
+            if side == 0:
+                if i >= n_draw:
+                    continue
+                r = k if i == 0 else prev
+            else:
+                if i <= npre:
+                    continue
+                r = k if i == 0 else ystar[i - 1]
+            if mark[r] != stamp:        # the row's first use in this sequence (written out: see the docstring)
+                if i == 0:
+                    for a in range(k):
+                        R[r, a] = eu[a]
+                else:
+                    for a in range(k):
+                        R[r, a] = eu[a] * ET[r, a]
+                s = _row_sum(R, r)
+                if s > TINY:
+                    z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
+                else:
+                    s, z = _exact_row(u, w, R, r, i, tbase, ts, cu)
+                acc = 0.0
+                for a in range(k):      # the partial sums softmax.inverse_cdf's scan forms, in its order
+                    acc += R[r, a]
+                    C[r, a] = acc
+                S[r] = s
+                Z[r] = z
+                mark[r] = stamp
+            z = Z[r]
+            if side == 1:
+                b = ystar[i]
+                if i == 0:
+                    lls += u[b] - z
+                else:
+                    lls += (u[b] + ts * w[tbase + r * k + b]) - z
+                continue
+            # softmax.inverse_cdf on the cached row: its scan stops at the first partial sum above the target (whose
+            # weight is then > 0), i.e. at the number of partial sums at or below it, counted without branches
+            target = uniform(state) * S[r]
+            a = 0
+            for t in range(k):
+                a += C[r, t] <= target
+            if a == k:
+                a = _last_positive(R, r)
+            y[i] = a
+            if i == 0:
+                logp += u[a] - z
+            else:
+                logp += (u[a] + ts * w[tbase + prev * k + a]) - z
+            if on:
+                b = ystar[i]
+                if i == 0:
+                    lls += u[b] - z
+                else:
+                    lls += (u[b] + ts * w[tbase + prev * k + b]) - z
+                if a != b:
+                    on = False
+                    npre = i
+            prev = a
+    # pass 2: the gradient
+    seq = ystar if sup else y
+    G = A[1] if (p.mode == STEP_ORM and npre == N) else A[0]
+    for a in range(k):
+        cu[a] = 0.0
+    for i in range(N):
+        ai = p.scale if (sup or p.mode == STEP_ORM or i < npre) else p.neg * p.scale
+        if ai != 0.0:
+            a = seq[i]
+            cu[a] += ai
+            if i == 0:
+                wt[k] += ai
+            else:
+                prev = seq[i - 1]
+                wt[prev] += ai
+                G[tbase + prev * k + a] += ts * ai
+    for r in range(k + 1):
+        if wt[r] != 0.0:
+            c = -wt[r] / S[r]
+            wt[r] = 0.0
+            for t in range(k):
+                cu[t] += c * R[r, t]
+            if r < k:
+                off = tbase + r * k
+                tc = ts * c
+                for t in range(k):
+                    G[off + t] += tc * R[r, t]
+    for c in range(d):                  # the context block: G[c·k + a] += x_c · cu_a
+        xc = x[c]
+        for a in range(k):
+            G[c * k + a] += xc * cu[a]
+    return lls, logp, max(npre, 0)
 
 
 @njit(cache=True, inline="always")
@@ -125,196 +297,47 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     p ``StepParams``; row b draws from RNG stream ``first_stream + b`` of ``seed``; out ``StepOut`` (written);
     g float64[D] (accumulated into, like ``grad_batch``). The reward of a row is 1 if Y[b] = y*_b (ORM) or per
     prefix (PRM), else ``p.neg``; see the module docstring for the baselines.
-
-    Each row runs in two passes (module docstring). Row cache: a token's row depends only on the previous token,
-    so a block keeps R float64[k+1, k] (slot k: the first token; slot a: after token a), the rows' partial sums
-    C (``softmax.inverse_cdf``'s running sums), sums S and log-normalisers Z (log p_a = logit_a − Z[slot]); a slot
-    is valid for row b when mark[slot] == b. Pass 1 draws y and scores y and y* (y*'s own rows once the sample
-    has left it); each draw, log-probability and normaliser equals ``bigram.sample_sequence_bigram``'s, bit for
-    bit. Pass 2 adds Σ_i a_i onehot(y_i) (O(1) a token) and −Σ_slot (Σ_{i in slot} a_i) R[slot]/S[slot]
-    (O(k) per slot used) to the row's accumulator: slot 0, or slot 1 for a correct ORM row (each reward class
-    has its own; its coefficient comes when the scope's baseline is known). ORM rows weight every token by
-    ``p.scale``; PRM rows weight token i by its prefix's reward (1 or ``p.neg``) times ``p.scale``; supervised
-    and fit rows take y*'s tokens with weight ``p.scale``.
-
-    The row body is written out in the block loop, indexing the batch arrays in place and holding the RNG state
-    in scalars: a call (inlined or not) whose body branches keeps an atomic reference-count increment and
-    decrement for every array it receives, and every view of a row is one more — measured ~17 ns per array per
-    call here, so a per-row call with twenty arrays cost more than the row's own work at small N. Only the rare
-    exact rows and the rounding exit of the draw call out.
     """
     B = X.shape[0]
     d = X.shape[1]
     k = fm[1]
-    N = Ystar.shape[1]
-    ts = fm[3]
     D = w.shape[0]
-    tbase = d * k
-    top = k - k % 4
     ET = np.empty((k, k))
     rm = np.empty(k)
     transition_exp(fm, w, d, ET, rm)
     orm = p.mode == STEP_ORM
-    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
-    fit = p.mode == STEP_FIT
     by_group = orm and p.baseline != NO_BASELINE and 1 < p.group < B     # the outcome baseline is per group
     rows_per = max(1, STEP_BLOCK // p.group) * p.group if by_group else STEP_BLOCK   # blocks of whole groups
     nb = (B + rows_per - 1) // rows_per
     # per block: [0] wrong-class or the only accumulator, [1] correct class, [2] the block's combined groups;
     # only the slots the mode uses (every slot is D doubles per block, zeroed and summed once per call)
     acc = np.zeros((nb, 3 if by_group else (2 if orm else 1), D))
-    scratch = np.empty((nb, 3, k))            # u = xᵀW1, Eu = exp(u − max u), cu (the context block's coefficients)
-    RC = np.empty((nb, 2, k + 1, k))          # the row cache: R, C
-    SZW = np.zeros((nb, 3, k + 1))            # S, Z, and wt (pass 2's weight per slot, zero between rows)
+    scratch = np.empty((nb, 3, k))
+    R = np.empty((nb, 2, k + 1, k))
+    SZ = np.empty((nb, 2, k + 1))
     mark = np.full((nb, k + 1), -1, np.int64)
+    wt = np.zeros((nb, k + 1))
     n_ok = np.zeros(nb, np.int64)
     Y, llstar, logp, prefix, states = out.Y, out.llstar, out.logp, out.prefix, out.states   # plain arrays in prange
+    N = Ystar.shape[1]
     for blk in prange(nb):
         u = scratch[blk, 0]
         eu = scratch[blk, 1]
         cu = scratch[blk, 2]
-        R = RC[blk, 0]
-        C = RC[blk, 1]
-        S = SZW[blk, 0]
-        Z = SZW[blk, 1]
-        wt = SZW[blk, 2]
-        mk = mark[blk]
-        A = acc[blk]
+        Rb = R[blk, 0]          # the block's views, taken once: each view a call receives costs reference counts
+        Cb = R[blk, 1]
+        Sb = SZ[blk, 0]
+        Zb = SZ[blk, 1]
+        mb = mark[blk]
+        wb = wt[blk]
+        ab = acc[blk]
         lo = blk * rows_per
         hi = min(B, lo + rows_per)
         for b in range(lo, hi):
-            st0, st1, st2, st3 = stream_words(seed, first_stream + b)
-            # u = xᵀW1, Eu = exp(u − max u) (bigram._prepare_exp's operations)
-            for a in range(k):
-                u[a] = 0.0
-            for c in range(d):
-                xc = X[b, c]
-                for a in range(k):
-                    u[a] += xc * w[c * k + a]
-            mu = u[0]
-            for a in range(1, k):
-                mu = max(mu, u[a])
-            for a in range(k):
-                eu[a] = exp_nonpos(u[a] - mu)
-            # pass 1
-            lp = 0.0
-            ll = 0.0
-            on = True
-            npre = N                      # the first position where y left y* (N: never)
-            n_draw = N
-            if fit:                       # nothing sampled: y*'s side scores every position
-                npre = -1
-                n_draw = 0
-            prev = 0                      # the sampled sequence's previous token
-            for i in range(N):
-                # side 0: the sampled token (drawn from the row after y's previous token; while y = y* so far
-                # the same row scores y*); side 1: y*'s token once the sample has left y* (fit: every position)
-                for side in range(2):
-                    if side == 0:
-                        if i >= n_draw:
-                            continue
-                        r = k if i == 0 else prev
-                    else:
-                        if i <= npre:
-                            continue
-                        r = k if i == 0 else Ystar[b, i - 1]
-                    if mk[r] != b:        # the row's first use in this sequence (bigram_row and lane_sum's operations)
-                        if i == 0:
-                            for a in range(k):
-                                R[r, a] = eu[a]
-                        else:
-                            for a in range(k):
-                                R[r, a] = eu[a] * ET[r, a]
-                        s0 = 0.0
-                        s1 = 0.0
-                        s2 = 0.0
-                        s3 = 0.0
-                        for a in range(0, top, 4):
-                            s0 += R[r, a]
-                            s1 += R[r, a + 1]
-                            s2 += R[r, a + 2]
-                            s3 += R[r, a + 3]
-                        for a in range(top, k):
-                            s0 += R[r, a]
-                        s = (s0 + s1) + (s2 + s3)
-                        if s > TINY:
-                            z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
-                        else:
-                            s, z = _exact_row(u, w, R, r, i, tbase, ts, cu)
-                        run = 0.0
-                        for a in range(k):
-                            run += R[r, a]
-                            C[r, a] = run
-                        S[r] = s
-                        Z[r] = z
-                        mk[r] = b
-                    z = Z[r]
-                    if side == 1:
-                        bs = Ystar[b, i]
-                        if i == 0:
-                            ll += u[bs] - z
-                        else:
-                            ll += (u[bs] + ts * w[tbase + r * k + bs]) - z
-                        continue
-                    # softmax.inverse_cdf on the cached row: its scan stops at the first partial sum above the
-                    # target (whose weight is then > 0), i.e. at the count of partial sums at or below it
-                    bits, st0, st1, st2, st3 = xoshiro_step(st0, st1, st2, st3)
-                    target = unit(bits) * S[r]
-                    a = 0
-                    for t in range(k):
-                        a += C[r, t] <= target
-                    if a == k:
-                        a = _last_positive(R, r)
-                    Y[b, i] = a
-                    if i == 0:
-                        lp += u[a] - z
-                    else:
-                        lp += (u[a] + ts * w[tbase + prev * k + a]) - z
-                    if on:
-                        bs = Ystar[b, i]
-                        if i == 0:
-                            ll += u[bs] - z
-                        else:
-                            ll += (u[bs] + ts * w[tbase + prev * k + bs]) - z
-                        if a != bs:
-                            on = False
-                            npre = i
-                    prev = a
-            states[b, 0] = st0
-            states[b, 1] = st1
-            states[b, 2] = st2
-            states[b, 3] = st3
-            npre = max(npre, 0)
-            # pass 2: the gradient, into the row's accumulator slot
-            gs = 1 if (orm and npre == N) else 0
-            for a in range(k):
-                cu[a] = 0.0
-            for i in range(N):
-                ai = p.scale if (sup or orm or i < npre) else p.neg * p.scale
-                if ai != 0.0:
-                    a = Ystar[b, i] if sup else Y[b, i]
-                    cu[a] += ai
-                    if i == 0:
-                        wt[k] += ai
-                    else:
-                        pv = Ystar[b, i - 1] if sup else Y[b, i - 1]
-                        wt[pv] += ai
-                        A[gs, tbase + pv * k + a] += ts * ai
-            for r in range(k + 1):
-                if wt[r] != 0.0:
-                    cr = -wt[r] / S[r]
-                    wt[r] = 0.0
-                    for t in range(k):
-                        cu[t] += cr * R[r, t]
-                    if r < k:
-                        off = tbase + r * k
-                        tc = ts * cr
-                        for t in range(k):
-                            A[gs, off + t] += tc * R[r, t]
-            for c in range(d):            # the context block: x ⊗ cu
-                xc = X[b, c]
-                for a in range(k):
-                    A[gs, c * k + a] += xc * cu[a]
+            state = states[b]
+            seed_stream(seed, first_stream + b, state)
+            ll, lp, npre = pg_step_sequence(fm, w, X[b], Ystar[b], ET, rm, p, state, Y[b], b, Rb, Cb, Sb, Zb, mb,
+                                            u, eu, cu, wb, ab)
             llstar[b] = ll
             logp[b] = lp
             prefix[b] = npre

@@ -9,7 +9,7 @@ per-sequence and batched kernels, and one round kernel per online algorithm (``p
 from .advantages import binary_advantages, group_advantages
 from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
                     margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
-from .contexts import (mixture_contexts, mixture_contexts_serial, normal, rademacher_contexts,
+from .contexts import (mixture_contexts, mixture_contexts_serial, normal_pair, rademacher_contexts,
                        rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
                        uniform_ids_serial)
 from .twin import PARALLEL_MIN_LANES, PARALLEL_MIN_ROWS, serial_twin

@@ -13,14 +13,6 @@ from .twin import serial_twin
 
 
 @njit(cache=True)
-def normal(state):
-    """A standard normal draw (Box–Muller, the cosine branch; one draw per call keeps streams simple)."""
-    u1 = uniform(state)
-    u2 = uniform(state)
-    return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(2.0 * math.pi * u2)
-
-
-@njit(cache=True)
 def normal_pair(state):
     """Two independent standard normal draws (Marsaglia's polar method: one log, one sqrt and one division per
     pair, no trigonometry; a pair of uniforms is rejected with probability 1 − π/4)."""

@@ -38,7 +38,7 @@ from .mathfn import exp_nonpos
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
 from .features import BIGRAM
 from .rng import seed_stream, uniform
-from .softmax import row_max, shifted_exp
+from .softmax import lane_sum, row_max, shifted_exp
 from .twin import serial_twin
 
 STEP_BLOCK = 64      # rows per block: few enough blocks that their gradient accumulators stay in cache
@@ -101,25 +101,6 @@ def _exact_row(u, w, R, r, i, tbase, ts, lg):
     return s, m + math.log(s)
 
 
-@njit(cache=True, inline="always")
-def _row_sum(R, r):
-    """Σ_a R[r, a] in ``softmax.lane_sum``'s order (four partial sums by a mod 4, the tail on the first)."""
-    k = R.shape[1]
-    top = k - k % 4
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for a in range(0, top, 4):
-        s0 += R[r, a]
-        s1 += R[r, a + 1]
-        s2 += R[r, a + 2]
-        s3 += R[r, a + 3]
-    for a in range(top, k):
-        s0 += R[r, a]
-    return (s0 + s1) + (s2 + s3)
-
-
 @njit(cache=True)
 def _last_positive(R, r):
     """``softmax.inverse_cdf``'s exit when rounding leaves the target above every partial sum."""
@@ -152,8 +133,9 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, ma
     (float64[k] scratch; pass 1 uses it for the rare exact rows) and x ⊗ cu. Scratch u, eu: float64[k].
     Returns (log p(y*|x), log p(y|x), leading tokens of y equal to y*).
 
-    The loops, row fills included, are written out with no helper calls that take arrays (only the rare exact
-    row calls one): a call, inlined or not, whose body branches keeps an atomic reference-count increment and
+    The token loops are written out with no helper calls that take arrays (a row's first use calls
+    ``softmax.lane_sum``, so its sum has the other kernels' bits, and the rare exact row calls out): a call, inlined
+    or not, whose body branches keeps an atomic reference-count increment and
     decrement per array argument — measured ~17 ns per array per call here (35 ns for two arrays), more than a
     cached token costs; the earlier version's fill call (15 arrays) cost ~0.5 µs per row. The call of this
     function itself (once per row, ~20 arrays) is kept: writing its body into ``pg_step``'s block loop saved
@@ -205,7 +187,7 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, S, Z, ma
                 else:
                     for a in range(k):
                         R[r, a] = eu[a] * ET[r, a]
-                s = _row_sum(R, r)
+                s = lane_sum(R[r])      # once per row, so its view and reference count do not matter
                 if s > TINY:
                     z = mu + math.log(s) if i == 0 else mu + math.log(s) + rm[r]
                 else:

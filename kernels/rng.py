@@ -27,29 +27,17 @@ def splitmix64(z):
 
 
 @njit(cache=True)
-def stream_words(seed, stream):
-    """The xoshiro256++ state (four uint64 words) of stream ``stream`` under ``seed``, as scalars.
+def seed_stream(seed, stream, state):
+    """Fill ``state`` (uint64[4]) with the xoshiro256++ state of stream ``stream`` under ``seed``.
 
     Both keys are non-negative integers below 2**63. Distinct (seed, stream) pairs give unrelated streams:
     the pair is hashed twice through SplitMix64 before the four state words are drawn.
     """
     key = splitmix64(np.uint64(seed) * _GOLDEN + np.uint64(0x632BE59BD9B4E019))
     key = splitmix64(key ^ (np.uint64(stream) * _M1 + _GOLDEN))
-    key = key + _GOLDEN
-    s0 = splitmix64(key)
-    key = key + _GOLDEN
-    s1 = splitmix64(key)
-    key = key + _GOLDEN
-    s2 = splitmix64(key)
-    key = key + _GOLDEN
-    return s0, s1, s2, splitmix64(key)
-
-
-@njit(cache=True)
-def seed_stream(seed, stream, state):
-    """Fill ``state`` (uint64[4]) with the xoshiro256++ state of stream ``stream`` under ``seed``
-    (``stream_words``)."""
-    state[0], state[1], state[2], state[3] = stream_words(seed, stream)
+    for i in range(4):
+        key = key + _GOLDEN
+        state[i] = splitmix64(key)
 
 
 @njit(cache=True)
@@ -65,8 +53,12 @@ def _rotl(x, r):
 
 
 @njit(cache=True)
-def xoshiro_step(s0, s1, s2, s3):
-    """One xoshiro256++ step on a state held in scalars: (output, s0, s1, s2, s3) after the step."""
+def next_u64(state):
+    """Advance a xoshiro256++ state (uint64[4]) in place and return the next 64-bit output."""
+    s0 = state[0]
+    s1 = state[1]
+    s2 = state[2]
+    s3 = state[3]
     result = _rotl(s0 + s3, 23) + s0
     t = s1 << np.uint64(17)
     s2 ^= s0
@@ -75,26 +67,17 @@ def xoshiro_step(s0, s1, s2, s3):
     s0 ^= s3
     s2 ^= t
     s3 = _rotl(s3, 45)
-    return result, s0, s1, s2, s3
-
-
-@njit(cache=True)
-def next_u64(state):
-    """Advance a xoshiro256++ state (uint64[4]) in place and return the next 64-bit output."""
-    result, state[0], state[1], state[2], state[3] = xoshiro_step(state[0], state[1], state[2], state[3])
+    state[0] = s0
+    state[1] = s1
+    state[2] = s2
+    state[3] = s3
     return result
-
-
-@njit(cache=True)
-def unit(bits):
-    """The float64 uniform on [0, 1) made of the top 53 bits of a 64-bit output."""
-    return np.float64(bits >> np.uint64(11)) * _INV53
 
 
 @njit(cache=True)
 def uniform(state):
     """A float64 uniform on [0, 1) with 53 random bits."""
-    return unit(next_u64(state))
+    return np.float64(next_u64(state) >> np.uint64(11)) * _INV53
 
 
 @njit(cache=True)

@@ -40,6 +40,7 @@ class ContextStream:
         self.kind = t["stream"]
         self.seed = t["seed"]
         self.offset = t["offset"]
+        self._window = (0, None)      # the i.i.d. read-ahead: (its first index, its Batch)
         if self.kind != "iid":
             if isinstance(task, CellsTask):
                 size = t["pool"] or task.M
@@ -65,7 +66,7 @@ class ContextStream:
         return Batch(self.pool.X[pos], ids, self.pool.Ystar[pos])
 
     def _iid(self, first, n, until):
-        start, window = getattr(self, "_window", (0, None))
+        start, window = self._window
         if window is None or not (start <= first and first + n <= start + len(window.J)):
             cells = getattr(self.task, "d", 0) + self.task.N
             ahead = max(n, min(self.AHEAD * n, until - first, self.WINDOW_CELLS // cells))

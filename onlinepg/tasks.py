@@ -141,14 +141,8 @@ class CellsTask:
     ystar: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        v.integer("task.k", self.k, 2)
-        v.integer("task.N", self.N, 1)
-        v.integer("task.seed", self.seed, 0, 2**63 - 1)
-        if self.M:
-            v.integer("task.M", self.M, 1)
-        else:
-            v.unit_open("task.gamma", self.gamma)
-            self.M = max(1, int(round(1.0 / (self.N * self.gamma ** 2))))
+        _check_k_N_seed(self.k, self.N, self.seed)
+        self.M = _contexts_for_margin(self.M, self.gamma, 1, lambda g: 1.0 / (self.N * g ** 2))
         self.gamma = 1.0 / math.sqrt(self.M * self.N)
         self.features = FeatureSpec("cells", self.k, self.N, M=self.M)
         rng = np.random.default_rng(derive_seed(self.seed, "cells"))
@@ -206,15 +200,9 @@ class ConstantTask:
     ystar: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self):
-        v.integer("task.k", self.k, 2)
-        v.integer("task.N", self.N, 1)
-        v.integer("task.seed", self.seed, 0, 2**63 - 1)
+        _check_k_N_seed(self.k, self.N, self.seed)
         self.tail = v.unit_open("task.tail", self.tail)
-        if self.M:
-            v.integer("task.M", self.M, 2)
-        else:
-            v.unit_open("task.gamma", self.gamma)
-            self.M = max(2, int(round(self.k / ((self.k - 1) * self.gamma ** 2))))
+        self.M = _contexts_for_margin(self.M, self.gamma, 2, lambda g: self.k / ((self.k - 1) * g ** 2))
         self.gamma = math.sqrt(self.k / ((self.k - 1) * self.M))
         self.slots = max(self.M, int(round((self.M - 1) / self.tail)))
         self.tail = (self.M - 1) / self.slots
@@ -258,6 +246,22 @@ class ConstantTask:
         W1 = np.full((self.M, self.k), -self.gamma / self.k)
         W1[np.arange(self.M), self.bits] += self.gamma
         return np.concatenate([W1.ravel(), np.zeros(self.k * self.k)])
+
+
+def _check_k_N_seed(k, N, seed):
+    v.integer("task.k", k, 2)
+    v.integer("task.N", N, 1)
+    v.integer("task.seed", seed, 0, 2**63 - 1)
+
+
+def _contexts_for_margin(M, gamma, lo, m_of_gamma):
+    """The number of contexts of a margin task: task.M if given (an integer ≥ lo), else the M that the margin
+    task.gamma ∈ (0, 1) asks for, ``m_of_gamma(gamma)`` rounded (at least lo)."""
+    if M:
+        v.integer("task.M", M, lo)
+        return M
+    v.unit_open("task.gamma", gamma)
+    return max(lo, int(round(m_of_gamma(gamma))))
 
 
 def _uniform_ids(key, first, M, out):

@@ -33,6 +33,7 @@ from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
 from .learners import is_batched, make_learner
 from .policy import Policy
 from .trace import PartWriter, run_metadata, write_json
+from .warmup import ahead
 
 EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np.float64,
                "mean_loglik_star": np.float64, **{c: (np.float64 if c == "mistakes_expected" else np.int64)
@@ -103,9 +104,22 @@ class Evaluator:
         self.test, self.tracked = test, tracked
         self.err_sum = 0.0
         self.count = 0
+        self._scorers = None
+
+    def _scores(self, policy, which):
+        """log p_w(y*|x) of the test set (which = 0) or the tracked contexts (1): the batches are fixed, so they
+        are checked once (``Policy.scorer``) and not at every evaluation."""
+        if self._scorers is None:
+            self._scorers = (policy.scorer(self.test.X, self.test.J, self.test.Ystar),
+                             None if self.tracked is None else
+                             policy.scorer(self.tracked.X, self.tracked.J, self.tracked.Ystar))
+            if self.tracked is not None:
+                n = len(self.tracked.J)
+                self._tracked_cols = {"tracked_id": np.arange(n), "context_id": self.tracked.J.astype(np.int64)}
+        return self._scorers[which](policy.w)
 
     def __call__(self, policy, round_, counters, eval_w):
-        ll, _, _ = policy.loglik(self.test.X, self.test.J, self.test.Ystar)
+        ll = self._scores(policy, 0)
         err = float(1.0 - np.exp(ll).mean())
         self.err_sum += err
         self.count += 1
@@ -118,10 +132,9 @@ class Evaluator:
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""
         if self.tracked is not None:
-            tl, _, _ = policy.loglik(self.tracked.X, self.tracked.J, self.tracked.Ystar)
-            n = len(tl)
-            tracked_w.append({"round": np.full(n, round_), "tracked_id": np.arange(n),
-                              "context_id": self.tracked.J, "loglik_star": tl, "likelihood": np.exp(tl)})
+            tl = self._scores(policy, 1)
+            tracked_w.append({"round": np.full(len(tl), round_), **self._tracked_cols, "loglik_star": tl,
+                              "likelihood": np.exp(tl)})
 
 
 class Schedule:
@@ -228,6 +241,8 @@ def _run(cfg, claim, resume, t_start):
     stream = ContextStream(task, cfg)
     test = test_batch(task, cfg)
     tracked = tracked_batch(task, test, cfg)
+    # a cold cache: the evaluations' kernels compile in a helper process meanwhile (onlinepg.warmup.ahead)
+    helper = ahead(task.features, [len(test.J), 0 if tracked is None else len(tracked.J)])
     ckpt_dir = out / "checkpoints"
     t_base = time.perf_counter()
     base = build_base(task, cfg)
@@ -257,6 +272,7 @@ def _run(cfg, claim, resume, t_start):
     every_ckpt = checkpoint_interval(cfg)
     chunk = cfg["run"]["chunk"]
     bar = _progress(cfg, total, start)
+    helper.wait()
     per_round = cfg["algo"]["batch"] if is_batched(cfg) else 1
     t = start
     try:

@@ -3,12 +3,15 @@ decimated per-round trace rows. Per-round algorithms run inside one kernel call 
 their own round kernel, ``kernels.rounds``); batched algorithms (``pg_batch``, ``sgd`` with batch > 1) make a
 handful of batched kernel calls per step, a step being one round of their trace.
 """
+import math
+
 import numpy as np
 
 from . import kernels as K
 from .kernels import rounds as R
 from .kernels.codes import (BASELINES, C_MIST_EXPECTED, C_MIST_SAMPLED, C_ORM, C_PRM, C_ROUNDS, C_TOKENS,
-                            C_UPDATES, NCOUNT, NTRACE)
+                            C_UPDATES, LR_RULES, NCOUNT, NTRACE)
+from .errors import RunError
 from .seeds import derive_seed
 
 
@@ -77,6 +80,9 @@ class BatchLearner(Learner):
         self.G = a["group_size"] if a["baseline"] in ("group_mean", "loo") else 1
         self.rule = a["lr_rule"]
         self.lr = a["lr"]
+        # the update's arguments, checked once (Policy.update checks them at every call, ~80 µs a step)
+        self._rule_code = LR_RULES[self.rule]
+        self._G2_arg = self.G2 if self._rule_code == K.ADAGRAD else np.empty(0)
         self.supervised = a["name"] == "sgd"
         self.process = a["reward_type"] == "process"
         self.neg = -1.0 if a["reward"] == "pm1" else 0.0
@@ -171,7 +177,10 @@ class BatchLearner(Learner):
             reward = (n_ok + self.neg * (B - n_ok)) / B
         eta = gsq = 0.0
         if g.any():                 # the update's kernel computes ‖g‖² itself (in a fixed order)
-            eta, gsq = self.policy.update(g, self.rule, self.lr, self.G2)
+            eta, gsq = K.apply_update(self._rule_code, self.policy.w, g, self.lr, self._G2_arg)
+            if not math.isfinite(gsq):      # the run stops here: nothing written holds the non-finite weights
+                raise RunError(f"step {step}: the gradient is not finite, so the weights are not either; lower "
+                               "algo.lr (the run is saved up to its last checkpoint)")
             c[C_UPDATES] += 1
         c[C_ROUNDS] += 1
         return [step, b.J[0], reward, correct.mean(), c[C_ORM], c[C_PRM], c[C_TOKENS], c[C_UPDATES],

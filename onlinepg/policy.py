@@ -87,6 +87,22 @@ class Policy:
         self.features.kernel("loglik_batch", B)(self.features.fm, self.w, X, J, Y, ll, mn, tok)
         return ll, mn, tok
 
+    def scorer(self, X=None, J=None, Y=None):
+        """A function w ↦ log p_w(Y|x) (float64[B], a new array per call) for a batch scored again and again
+        (a run's test set and tracked contexts): the batch is checked once here, and each call is one
+        ``loglik_batch`` call, the same as ``loglik``'s."""
+        X, J = self._contexts(X, J)
+        Y = self._responses("Y", Y, len(X))
+        B, N = Y.shape
+        fm, kernel = self.features.fm, self.features.kernel("loglik_batch", B)
+        mn, tok = np.empty(B), np.empty((B, N))
+
+        def score(w):
+            ll = np.empty(B)
+            kernel(fm, w, X, J, Y, ll, mn, tok)
+            return ll
+        return score
+
     def grad(self, X=None, J=None, Y=None, adv=None, *, scale=1.0, lse=None):
         """scale · Σ_b Σ_i adv[b, i] ∇_w log p_w(Y[b,i] | x_b, Y[b,<i]) as float64[D]. ``adv`` may be
         float64[B, N] (per token) or float64[B] (one advantage per sequence, broadcast)."""

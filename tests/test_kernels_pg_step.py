@@ -142,13 +142,33 @@ def test_step_params_refuse_bad_names():
     assert not K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean")
 
 
+def _mode_share(model, w, X, Y):
+    """(share of the sampled tokens drawn from a row whose most likely token holds ≥ half its mass, share of
+    those tokens equal to that mode): the rows ``pg_step`` draws by the mode's interval first."""
+    peaked = hits = n = 0
+    for b in range(len(X)):
+        prev = 0
+        for i in range(Y.shape[1]):
+            logits = model.phi_matrix(X[b], 0, i, prev) @ w
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            n += 1
+            if p.max() >= 0.5:
+                peaked += 1
+                hits += Y[b, i] == np.argmax(p)
+            prev = Y[b, i]
+    return peaked / n, hits / max(peaked, 1)
+
+
+@pytest.mark.parametrize("wscale", [0.3, 2.5], ids=["mostly-flat-rows", "mostly-peaked-rows"])
 @pytest.mark.parametrize("mode", ["outcome", "process", "supervised"])
-def test_long_responses_reuse_rows_and_match_sample_batch_bit_for_bit(mode):
+def test_long_responses_reuse_rows_and_match_sample_batch_bit_for_bit(mode, wscale):
     """N ≫ k: each sequence's row cache serves most tokens from rows computed earlier in the sequence. The
-    responses and their log-probabilities equal ``sample_batch``'s bit for bit, and the gradient (summed by row,
-    not by token) still matches the reference."""
+    responses and their log-probabilities equal ``sample_batch``'s bit for bit — with flat rows (every token by
+    the count of partial sums) and with peaked ones (most tokens by the mode's interval, the others by the
+    count) — and the gradient (summed by row, not by token) still matches the reference."""
     B, N, k = 70, 40, 4
-    model, fm, w, X, Ystar = _problem(k, N, 3, B, seed=8, wscale=0.6)
+    model, fm, w, X, Ystar = _problem(k, N, 3, B, seed=8, wscale=wscale)
     params = K.step_params(mode, "pm1", "none", 1, False, 1.0 / (B * N))
     out, g = _run(fm, w, X, Ystar, params)
     states = np.empty((B, 4), np.uint64)
@@ -165,3 +185,8 @@ def test_long_responses_reuse_rows_and_match_sample_batch_bit_for_bit(mode):
         ref = pg_batch_step(model, w.copy(), np.zeros(model.D), X, J, Ystar, Y, mode, "pm1", "none", 1, False, 0.1)
     np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-14)
     assert 0 < out.prefix.mean() < N
+    peaked, hits = _mode_share(model, w, X, Y)
+    if wscale > 1:              # both ways of drawing a token occur, on many tokens each
+        assert peaked > 0.5 and 0.5 < hits < 0.99, (peaked, hits)
+    else:
+        assert 0 < peaked < 0.5, peaked

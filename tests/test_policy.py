@@ -132,3 +132,23 @@ def test_cells_context_ids_checked():
         pol.sample(None, [0, 4])
     with pytest.raises(op.ConfigError, match="J .* is required"):
         pol.sample(np.zeros((2, 0)), None)
+
+
+def test_scorer_checks_the_batch_once_and_scores_like_loglik():
+    """``Policy.scorer``: the batch a run scores again and again is checked when the scorer is made (the same
+    errors as ``loglik``'s), and each call gives ``loglik``'s log-likelihoods bit for bit, in a new array."""
+    big, _ = _pair()
+    rs = np.random.default_rng(4)
+    pol = op.Policy(big, rs.normal(size=big.D))
+    X, Y = rs.normal(size=(30, D3)), rs.integers(0, K4, size=(30, N3))
+    score = pol.scorer(X, None, Y)
+    first = score(pol.w)
+    np.testing.assert_array_equal(first, pol.loglik(X, None, Y)[0])
+    pol.w += 0.5                                   # the scorer reads the weights it is given at each call
+    second = score(pol.w)
+    np.testing.assert_array_equal(second, pol.loglik(X, None, Y)[0])
+    assert second is not first and not np.array_equal(first, second)
+    with pytest.raises(op.ConfigError, match=r"Y entries must be in \[0, 3\]"):
+        pol.scorer(X, None, Y + 4)
+    with pytest.raises(op.ConfigError, match="X must contain only finite values"):
+        pol.scorer(np.full((30, D3), np.nan), None, Y)

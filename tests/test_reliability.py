@@ -327,3 +327,23 @@ def test_a_sweep_over_algo_name_on_the_default_experiment_resolves():
     algos = {c.config["algo"]["name"]: c.config["algo"] for c in sw.cells}
     assert algos["pg"]["baseline"] == "none" and algos["pg"]["batch"] == 1
     assert algos["pg_batch"]["baseline"] == "batch_mean" and algos["pg_batch"]["batch"] == 256
+
+
+def test_a_non_finite_gradient_stops_a_batched_run_before_anything_holds_it(tmp_path, monkeypatch):
+    """pg_batch applies its update without re-checking g (the kernels' gradient of finite weights is finite);
+    should an update still see a non-finite ‖g‖², the run stops with one RunError saying what to change, and
+    the checkpoints it had written stay readable and finite."""
+    from onlinepg import learners
+    good = {**TINY, "algo": {"name": "pg_batch", "batch": 8, "reward_type": "process", "baseline": "none"},
+            "run": {"rounds": 40, "eval_every": 10, "checkpoint_every": 10, "progress": False}}
+    real, calls = learners.K.apply_update, []
+
+    def poisoned(rule, w, g, lr, G2):
+        calls.append(1)
+        eta, gsq = real(rule, w, g, lr, G2)
+        return (eta, float("nan")) if len(calls) > 25 else (eta, gsq)
+    monkeypatch.setattr(learners.K, "apply_update", poisoned)
+    with pytest.raises(RunError, match="the gradient is not finite.*lower algo.lr"):
+        run(good, tmp_path / "bad")
+    kept = sorted((tmp_path / "bad" / "checkpoints").glob("ckpt-*.npz"))
+    assert kept and all(np.isfinite(np.load(p)["w"]).all() for p in kept)

@@ -124,16 +124,16 @@ class Ahead:
             self.proc = None
 
 
-def _loglik_call(features, rows):
-    """(kernel, args) of the call ``Policy.scorer`` makes for ``rows`` rows (here of zeros): the same kernel and
-    argument types as a run's evaluations."""
+def _loglik_call(features, rows, name=None):
+    """(kernel, args) of the call ``Policy.scorer`` makes for ``rows`` rows (here of zeros): the same kernel (or
+    the kernel ``name`` of the map's namespace) and argument types as a run's evaluations."""
     import numpy as np
     from .policy import Policy
     w = Policy(features).w
     X, J = np.zeros((rows, features.context_dim)), np.zeros(rows, np.int64)
     Y = np.zeros((rows, features.N), np.int64)
-    return features.kernel("loglik_batch", rows), (features.fm, w, X, J, Y, np.empty(rows), np.empty(rows),
-                                                   np.empty((rows, features.N)))
+    kernel = features.kernel("loglik_batch", rows) if name is None else getattr(features.kernels, name)
+    return kernel, (features.fm, w, X, J, Y, np.empty(rows), np.empty(rows), np.empty((rows, features.N)))
 
 
 def _cached(kernel, args):
@@ -163,12 +163,16 @@ def ahead(features, rows):
     from numba import config
     if config.DISABLE_JIT or features.kind == "custom":
         return Ahead()
-    todo = [n for n in sorted({int(r) for r in rows if r}) if not _cached(*_loglik_call(features, n))]
+    todo = {}                           # kernel name → rows: one call per kernel (the argument types are the same)
+    for n in sorted({int(r) for r in rows if r}):
+        kernel, args = _loglik_call(features, n)
+        if not _cached(kernel, args):   # the helper is told the kernel by name: the run's choice of twin stands
+            todo.setdefault(kernel.py_func.__name__, n)
     if not todo:
         return Ahead()
     spec = {f: getattr(features, f) for f in _SPEC_FIELDS}
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "onlinepg.warmup", json.dumps({"spec": spec, "rows": todo})],
+        proc = subprocess.Popen([sys.executable, "-m", "onlinepg.warmup", json.dumps({"spec": spec, "calls": todo})],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except OSError:
         return Ahead()
@@ -180,8 +184,8 @@ def _ahead_main(arg):
     from .features import FeatureSpec
     job = json.loads(arg)
     features = FeatureSpec(**job["spec"])
-    for n in job["rows"]:
-        kernel, args = _loglik_call(features, n)
+    for name, n in job["calls"].items():
+        kernel, args = _loglik_call(features, n, name)
         kernel(*args)
 
 

@@ -84,7 +84,8 @@ def teacher_responses(W1s, W2s, X, Y):
     Ties go to the smallest token. The next token depends on the context and the previous token only, so each
     context memoises its transition table as the chain visits it: at most min(N, k) argmaxes of k per context,
     instead of N (the chain soon cycles through a few tokens). u = W1* x is summed over c in order for every a
-    at once (a loop LLVM vectorises; the same sums as one dot product per a); each argmax is written out in the
+    at once, four terms a pass (a loop LLVM vectorises; the same sums as one dot product per a, see
+    ``features.prepare``); each argmax is written out in the
     token loop (a helper taking an array pays its reference count at every call).
     """
     B, N = Y.shape
@@ -92,6 +93,7 @@ def teacher_responses(W1s, W2s, X, Y):
     W1t = np.ascontiguousarray(W1s.T)          # [d, k]: row c holds W1*[:, c]
     W2t = np.ascontiguousarray(W2s.T)          # [k, k]: row prev holds W2*[:, prev]
     top = k - k % 4
+    dtop = d - d % 4
     nblk = (B + 63) // 64
     us = np.empty((nblk, k))
     vs = np.empty((nblk, k))
@@ -104,7 +106,15 @@ def teacher_responses(W1s, W2s, X, Y):
             for a in range(k):
                 u[a] = 0.0
                 nxt[a] = -1
-            for c in range(d):
+            for c in range(0, dtop, 4):    # four terms a pass, in order (features.prepare): the same sums
+                x0 = X[b, c]
+                x1 = X[b, c + 1]
+                x2 = X[b, c + 2]
+                x3 = X[b, c + 3]
+                for a in range(k):
+                    u[a] = (((u[a] + W1t[c, a] * x0) + W1t[c + 1, a] * x1) + W1t[c + 2, a] * x2
+                            + W1t[c + 3, a] * x3)
+            for c in range(dtop, d):
                 xc = X[b, c]
                 for a in range(k):
                     u[a] += W1t[c, a] * xc

@@ -157,9 +157,19 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, SZ, mark
     ts = fm[3]
     tbase = x.shape[0] * k
     d = x.shape[0]
-    for a in range(k):                  # bigram._prepare_exp written out: u = xᵀW1, Eu = exp(u − max u)
-        u[a] = 0.0
-    for c in range(d):
+    for a in range(k):                  # bigram._prepare_exp written out: u = xᵀW1 (four terms a pass, as
+        u[a] = 0.0                      # features.prepare), Eu = exp(u − max u)
+    top = d - d % 4
+    for c in range(0, top, 4):
+        x0 = x[c]
+        x1 = x[c + 1]
+        x2 = x[c + 2]
+        x3 = x[c + 3]
+        base = c * k
+        for a in range(k):
+            u[a] = (((u[a] + x0 * w[base + a]) + x1 * w[base + k + a]) + x2 * w[base + 2 * k + a]
+                    + x3 * w[base + 3 * k + a])
+    for c in range(top, d):
         xc = x[c]
         for a in range(k):
             u[a] += xc * w[c * k + a]

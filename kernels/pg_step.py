@@ -37,7 +37,7 @@ from .advantages import binary_advantages
 from .bigram import TINY, transition_exp
 from .mathfn import exp_nonpos
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
-from .features import BIGRAM
+from .features import BIGRAM, prepare
 from .rng import seed_stream, uniform
 from .softmax import lane_sum, row_max, shifted_exp
 from .twin import serial_twin
@@ -157,23 +157,8 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, SZ, mark
     ts = fm[3]
     tbase = x.shape[0] * k
     d = x.shape[0]
-    for a in range(k):                  # bigram._prepare_exp written out: u = xᵀW1 (four terms a pass, as
-        u[a] = 0.0                      # features.prepare), Eu = exp(u − max u)
-    top = d - d % 4
-    for c in range(0, top, 4):
-        x0 = x[c]
-        x1 = x[c + 1]
-        x2 = x[c + 2]
-        x3 = x[c + 3]
-        base = c * k
-        for a in range(k):
-            u[a] = (((u[a] + x0 * w[base + a]) + x1 * w[base + k + a]) + x2 * w[base + 2 * k + a]
-                    + x3 * w[base + 3 * k + a])
-    for c in range(top, d):
-        xc = x[c]
-        for a in range(k):
-            u[a] += xc * w[c * k + a]
-    mu = u[0]
+    prepare(fm, w, x, 0, u)             # u = xᵀW1 (once per sequence, so its call's reference counts do not
+    mu = u[0]                           # matter), then bigram._prepare_exp written out: Eu = exp(u − max u)
     for a in range(1, k):
         mu = max(mu, u[a])
     for a in range(k):

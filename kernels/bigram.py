@@ -61,7 +61,8 @@ def bigram_row(eu, ET, prev, i, e):
 
 
 @njit(cache=True, inline="always")
-def _prepare_exp(fm, w, x, u, eu):
+def prepare_exp(fm, w, x, u, eu):
+    """u = xᵀW1 (``features.prepare``) and Eu = exp(u − max u) into ``eu``; returns max u."""
     prepare(fm, w, x, 0, u)
     mu = row_max(u)
     shifted_exp(u, mu, eu)
@@ -76,7 +77,7 @@ def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     d = x.shape[0]
     k = fm[1]
     ts = fm[3]
-    mu = _prepare_exp(fm, w, x, u, eu)
+    mu = prepare_exp(fm, w, x, u, eu)
     base = d * k
     logp = 0.0
     prev = 0
@@ -122,7 +123,7 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     d = x.shape[0]
     k = fm[1]
     ts = fm[3]
-    mu = _prepare_exp(fm, w, x, u, eu)
+    mu = prepare_exp(fm, w, x, u, eu)
     base = d * k
     L = np.empty(k + 1)                       # slot k: the first token's row; slot a: the row after token a
     kind = np.zeros(k + 1, np.int8)           # 0 not computed, 1 factorised (L = log s), 2 exact (L = logsumexp)
@@ -164,7 +165,7 @@ def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coe
     N = fm[2]
     if not any_nonzero(adv):
         return
-    _prepare_exp(fm, w, x, u, eu)
+    prepare_exp(fm, w, x, u, eu)
     d = x.shape[0]
     ts = fm[3]
     for a in range(k):

@@ -34,10 +34,9 @@ import numpy as np
 from numba import njit, prange
 
 from .advantages import binary_advantages
-from .bigram import TINY, transition_exp
-from .mathfn import exp_nonpos
+from .bigram import TINY, prepare_exp, transition_exp
 from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
-from .features import BIGRAM, prepare
+from .features import BIGRAM
 from .rng import seed_stream, uniform
 from .softmax import lane_sum, row_max, shifted_exp
 from .twin import serial_twin
@@ -157,12 +156,8 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, SZ, mark
     ts = fm[3]
     tbase = x.shape[0] * k
     d = x.shape[0]
-    prepare(fm, w, x, 0, u)             # u = xᵀW1 (once per sequence, so its call's reference counts do not
-    mu = u[0]                           # matter), then bigram._prepare_exp written out: Eu = exp(u − max u)
-    for a in range(1, k):
-        mu = max(mu, u[a])
-    for a in range(k):
-        eu[a] = exp_nonpos(u[a] - mu)
+    mu = prepare_exp(fm, w, x, u, eu)   # u = xᵀW1, Eu = exp(u − max u): once per sequence, so the call's
+                                        # reference counts do not matter
     sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
     logp = 0.0
     lls = 0.0

@@ -100,26 +100,19 @@ class Evaluator:
     """Exact test error err(w) = 1 − mean p_w(y*|x) on the held-out set, its running average over
     evaluations (the random-iterate guarantee), and the tracked contexts' log-likelihoods."""
 
-    def __init__(self, test, tracked):
+    def __init__(self, policy, test, tracked):
+        """``policy``: the run's policy (its feature map); the test set and the tracked contexts are fixed, so they
+        are checked once here (``Policy.scorer``), not at every evaluation."""
         self.test, self.tracked = test, tracked
         self.err_sum = 0.0
         self.count = 0
-        self._scorers = None
-
-    def _scores(self, policy, which):
-        """log p_w(y*|x) of the test set (which = 0) or the tracked contexts (1): the batches are fixed, so they
-        are checked once (``Policy.scorer``) and not at every evaluation."""
-        if self._scorers is None:
-            self._scorers = (policy.scorer(self.test.X, self.test.J, self.test.Ystar),
-                             None if self.tracked is None else
-                             policy.scorer(self.tracked.X, self.tracked.J, self.tracked.Ystar))
-            if self.tracked is not None:
-                n = len(self.tracked.J)
-                self._tracked_cols = {"tracked_id": np.arange(n), "context_id": self.tracked.J.astype(np.int64)}
-        return self._scorers[which](policy.w)
+        self._score_test = policy.scorer(test.X, test.J, test.Ystar)
+        if tracked is not None:
+            self._score_tracked = policy.scorer(tracked.X, tracked.J, tracked.Ystar)
+            self._tracked_ids = {"tracked_id": np.arange(len(tracked.J)), "context_id": tracked.J.astype(np.int64)}
 
     def __call__(self, policy, round_, counters, eval_w):
-        ll = self._scores(policy, 0)
+        ll = self._score_test(policy.w)
         err = float(1.0 - np.exp(ll).mean())
         self.err_sum += err
         self.count += 1
@@ -132,8 +125,8 @@ class Evaluator:
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""
         if self.tracked is not None:
-            tl = self._scores(policy, 1)
-            tracked_w.append({"round": np.full(len(tl), round_), **self._tracked_cols, "loglik_star": tl,
+            tl = self._score_tracked(policy.w)
+            tracked_w.append({"round": np.full(len(tl), round_), **self._tracked_ids, "loglik_star": tl,
                               "likelihood": np.exp(tl)})
 
 
@@ -249,7 +242,7 @@ def _run(cfg, claim, resume, t_start):
     base_seconds = time.perf_counter() - t_base
     policy = Policy(task.features, base.w)
     learner = make_learner(cfg, stream, policy, base)
-    evaluator = Evaluator(test, tracked)
+    evaluator = Evaluator(policy, test, tracked)
     start, stopped = _restore(ckpt_dir, learner, evaluator) if resume else (0, False)
     claim.replace()                 # the new run is known to start: only now is an old run replaced
     cfg_toml = C.to_toml(cfg)

@@ -124,9 +124,8 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, SZ, mark
     [C[m−1], C[m]) (SZ[2], SZ[3]; mark[1] = m): a target inside it is drawn as m with two comparisons, which
     is exactly the count of partial sums at or below it (the sums never decrease). Rows that are not so peaked
     get an empty interval. The branch is taken for most tokens of a trained policy, so the processor predicts
-    the next row instead of waiting for the count (each token's row depends on the token before): 8-20 % of the
-    step on fig1's base and post-trained weights, bit for bit the same draws (measured in the session that added
-    it; the count is still the fallback).
+    the next row instead of waiting for the count (each token's row depends on the token before). The draws are
+    the same bit for bit, and the count is still the fallback (`python -m bench.kernels` times the step).
 
     Pass 1 draws the tokens and scores y and y* (y*'s own rows once the sample has left it). Each token's draw,
     log-probability and normaliser equal those ``bigram.sample_sequence_bigram`` computes, bit for bit (same rows

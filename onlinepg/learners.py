@@ -80,7 +80,7 @@ class BatchLearner(Learner):
         self.G = a["group_size"] if a["baseline"] in ("group_mean", "loo") else 1
         self.rule = a["lr_rule"]
         self.lr = a["lr"]
-        # the update's arguments, checked once (Policy.update checks them at every call, ~80 µs a step)
+        # the update's arguments, checked once (Policy.update checks them at every call)
         self._rule_code = LR_RULES[self.rule]
         self._G2_arg = self.G2 if self._rule_code == K.ADAGRAD else np.empty(0)
         self.supervised = a["name"] == "sgd"

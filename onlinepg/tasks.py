@@ -101,7 +101,7 @@ class TeacherTask:
     def _raw_responses(self, X):
         Y = np.empty((len(X), self.N), np.int64)
         # a row: u = W1*·x (d·k multiply-adds, vectorised), an argmax of k per distinct previous token (at most
-        # k + 1, memoised), O(1) per token: ~k·(d + k)/4 + N lanes of PG work (measured 0.43 µs a row at fig1's shape)
+        # k + 1, memoised), O(1) per token: ~k·(d + k)/4 + N lanes of PG work
         lanes = self.k * (self.d + self.k) // 4 + self.N
         pick(K, "teacher_responses", len(X), lanes)(self.W1s, self.W2s, X, Y)
         return Y

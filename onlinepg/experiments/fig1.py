@@ -232,7 +232,7 @@ def _log_thin(steps, n=600):
 
 def _plain_log_x(ax):
     """A log x axis labelled 1, 10, 100, … in plain text: matplotlib's default labels (10^k) are typeset by its
-    mathtext parser, which took about a fifth of the figures' time (the labels read the same)."""
+    mathtext parser, a large share of the figures' drawing time (the labels read the same)."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -57,6 +57,13 @@ def _strip_progress(cfg):
     return {s: {k: v for k, v in cfg[s].items() if k != "progress"} for s in cfg}
 
 
+def config_hash(cfg):
+    """A short hash of the resolved config (run.progress aside: it changes no number). Every checkpoint and
+    every trace part's manifest line carries it, so ``--resume`` can tell whether they belong to this config."""
+    import hashlib
+    return hashlib.sha256(C.to_toml({**cfg, "run": {**cfg["run"], "progress": False}}).encode()).hexdigest()[:16]
+
+
 def _saved_config(out):
     """The resolved config a run folder was started with; refuses a missing, unreadable or incomplete one."""
     path = out / "config.toml"
@@ -210,22 +217,86 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
         raise
 
 
-def _restore(ckpt_dir, learner, evaluator):
-    """(start round, stopped) from the newest checkpoint (0, False without one); a corrupt one is refused."""
+TRACE_FOLDERS = ("rounds", "eval", "tracked")
+START_OVER = "start over with --overwrite (or another --out)"
+
+
+def _restore(out, ckpt_dir, learner, evaluator, cfg):
+    """(start round, stopped) from the newest checkpoint (0, False without one), once the folder's config,
+    checkpoint and trace parts are known to agree (``_check_folder``); a corrupt checkpoint is refused."""
+    listed = _check_folder(out)
     ckpts = sorted(ckpt_dir.glob("ckpt-*.npz"))
     if not ckpts:
         return 0, False
     path = ckpts[-1]
     try:
         with np.load(path) as z:
+            saved = str(z["config_hash"]) if "config_hash" in z.files else None
+            if saved != config_hash(cfg):
+                raise ConfigError(
+                    f"--resume: checkpoint {path.name} was written " + (
+                        "by an older onlinepg (it carries no config hash)" if saved is None else
+                        f"under another config than {out / 'config.toml'} now holds (was it edited, or the "
+                        "checkpoint copied from another run?)") + f"; {START_OVER}")
             learner.restore(z)
             evaluator.err_sum, evaluator.count = float(z["err_sum"]), int(z["eval_count"])
-            return int(z["round"]), bool(z["stopped"])
+            start, stopped = int(z["round"]), bool(z["stopped"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         why = " ".join(f"{type(exc).__name__}: {exc}".split())
         prev = (f"delete it to resume from {ckpts[-2].name}" if len(ckpts) > 1 else
                 "no earlier checkpoint is kept: start the run again with --overwrite")
         raise ConfigError(f"--resume: checkpoint {path} is corrupt ({why}); {prev}") from None
+    _check_parts(out, listed, start, config_hash(cfg))
+    return start, stopped
+
+
+def _check_folder(out):
+    """The manifest's last line per file; refuses a folder without a valid run manifest and a file in the
+    trace or checkpoint folders that onlinepg did not write (resume would read or delete it)."""
+    manifest = outdir.read_manifest(out)
+    if manifest is None or manifest[0] != "run":
+        raise ConfigError(f"--resume: {out} has no valid run manifest ({outdir.MANIFEST}: written by an older "
+                          f"onlinepg, or damaged), so what it holds cannot be checked; {START_OVER}")
+    listed = {e["f"]: e for e in manifest[1] if "f" in e}
+    for sub in TRACE_FOLDERS + ("checkpoints",):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            rel = f"{sub}/{p.name}"
+            tmp_of = f"{sub}/{p.name[1:-4]}" if p.name.startswith(".") and p.name.endswith(".tmp") else None
+            if rel not in listed and tmp_of not in listed:
+                raise ConfigError(f"--resume: {out / rel} is not a file this run wrote (a stray file in {sub}/); "
+                                  f"move it out of the run folder, or {START_OVER}")
+    return listed
+
+
+def _check_parts(out, listed, start, want):
+    """Every trace part before the checkpoint at ``start`` is there, whole, and of this config."""
+    import pyarrow.parquet as pq
+
+    from .trace import part_key
+    for rel, e in sorted(listed.items()):
+        if rel.split("/")[0] not in TRACE_FOLDERS or e.get("removed") or "rows" not in e:
+            continue
+        path = out / rel
+        if part_key(path)[0] >= start:
+            continue                # after the checkpoint: rewritten by the resumed run
+        if e.get("config") != want:
+            raise ConfigError(f"--resume: trace part {rel} was written under another config; {START_OVER}")
+        if not path.is_file():
+            raise ConfigError(f"--resume: trace part {rel} was deleted (the trace before round {start} would be "
+                              f"incomplete); {START_OVER}")
+        try:
+            rows = pq.read_metadata(path).num_rows
+        except Exception as exc:    # pyarrow raises its own error types for a damaged footer
+            raise ConfigError(f"--resume: trace part {rel} is unreadable ({type(exc).__name__}: truncated or "
+                              f"damaged); {START_OVER}") from None
+        if rows != e["rows"]:
+            raise ConfigError(f"--resume: trace part {rel} holds {rows} rows where {e['rows']} were written; "
+                              f"{START_OVER}")
 
 
 def _run(cfg, claim, resume, t_start):
@@ -243,19 +314,20 @@ def _run(cfg, claim, resume, t_start):
     policy = Policy(task.features, base.w)
     learner = make_learner(cfg, stream, policy, base)
     evaluator = Evaluator(policy, test, tracked)
-    start, stopped = _restore(ckpt_dir, learner, evaluator) if resume else (0, False)
+    start, stopped = _restore(out, ckpt_dir, learner, evaluator, cfg) if resume else (0, False)
     claim.replace()                 # the new run is known to start: only now is an old run replaced
     cfg_toml = C.to_toml(cfg)
     if not resume:
         outdir.write_text(out / "config.toml", cfg_toml)
     meta = run_metadata(cfg_toml, cfg["run"]["seed"])
-    writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta),
-               "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta),
-               "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta)}
+    h = config_hash(cfg)
+    writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta, config_hash=h),
+               "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta, config_hash=h),
+               "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta, config_hash=h)}
     for w in writers.values():
         w.truncate_from(start)
         w.start_segment(start)
-    ckpt_dir.mkdir(exist_ok=True)
+    outdir.makedirs(ckpt_dir)
     if start == 0:
         save_npz(out / "base.npz", policy_arrays(base))
 
@@ -292,11 +364,11 @@ def _run(cfg, claim, resume, t_start):
                 for w in writers.values():
                     w.flush()
                     w.start_segment(t)
-                _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped)
+                _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped, h)
         if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
             writers["eval"].flush()
             writers["tracked"].flush()
-            _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped)
+            _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped, h)
     except KeyboardInterrupt:
         kept = sorted(ckpt_dir.glob("ckpt-*.npz"))
         saved = f"round {int(kept[-1].stem.split('-')[1])}" if kept else "no checkpoint yet"
@@ -324,10 +396,10 @@ def _should_stop(cfg, err, counters):
     return (r["target_error"] > 0 and err <= r["target_error"]) or (0 < r["max_queries"] <= queries)
 
 
-def _checkpoint(folder, learner, evaluator, round_, keep, stopped):
+def _checkpoint(folder, learner, evaluator, round_, keep, stopped, cfg_hash):
     arrays = {**policy_arrays(learner.policy), **learner.state(), "round": np.array(round_),
               "err_sum": np.array(evaluator.err_sum), "eval_count": np.array(evaluator.count),
-              "stopped": np.array(stopped)}
+              "stopped": np.array(stopped), "config_hash": np.array(cfg_hash)}
     save_npz(folder / f"ckpt-{round_:012d}.npz", arrays)
     if keep:
         for old in sorted(folder.glob("ckpt-*.npz"))[:-keep]:

@@ -26,9 +26,12 @@ def policy_arrays(policy):
 
 
 def save_npz(path, arrays):
-    """Write ``arrays`` atomically (temporary file, then rename)."""
+    """Write ``arrays`` atomically (temporary file, then rename), listed first in the manifest of the folder it
+    goes into (``outdir.record``)."""
+    from .outdir import record
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    record(path)
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)

@@ -305,12 +305,12 @@ def lq_report(source, *, contexts=DEFAULT_CONTEXTS, eps=DEFAULT_EPS, which="fina
     which     run folders: 'final' (last checkpoint), 'base', a checkpoint round, or a weights path
     config    a run config TOML giving the task; required for a weights file outside a run folder
     out       output folder, like every ``--out``: it must be missing or empty (``overwrite``: or a folder an
-              earlier ``lq --out`` wrote), and receives ``lq.parquet``. Default: ``lq.parquet`` is written (and
-              replaced) in the run folder, or beside the weights file
+              earlier ``lq --out`` wrote), and receives ``lq.parquet``. Default: ``lq.parquet`` is written in the run
+              folder, or beside the weights file, replacing only a table an earlier ``onlinepg lq`` wrote
     Returns an ``LQReport``; with ``write`` the table goes to ``out`` with columns eps, Q, Q_TL, log_Q,
     log_Q_TL (float64) and the weights, round, context set and run config in the file metadata.
     """
-    from .outdir import OutDir, check_path, flags
+    from .outdir import OutDir, check_path, flags, may_replace
     from .runfolder import open_source
     n = v.integer("contexts", contexts, 1)
     eps = eps_grid(eps)
@@ -330,11 +330,23 @@ def lq_report(source, *, contexts=DEFAULT_CONTEXTS, eps=DEFAULT_EPS, which="fina
         import pathlib
         if out is None:
             folder = pathlib.Path(source) if pathlib.Path(source).is_dir() else pathlib.Path(source).parent
-            report.path = write_lq_table(report, folder / "lq.parquet")
+            target = folder / "lq.parquet"
+            if not _written_by_lq(target):      # an earlier `onlinepg lq` table is replaced; nothing else is
+                may_replace(target, "lq")
+            report.path = write_lq_table(report, target)
         else:
             with OutDir(out, "lq", overwrite=overwrite) as claim:
                 report.path = write_lq_table(report, claim.replace() / "lq.parquet")
     return report
+
+
+def _written_by_lq(path):
+    """True if ``path`` is a Parquet file whose footer says ``onlinepg lq`` wrote it."""
+    import pyarrow.parquet as pq
+    try:
+        return b"onlinepg.lq.weights" in (pq.read_schema(path).metadata or {})
+    except Exception:               # missing, not Parquet, unreadable: not ours to replace
+        return False
 
 
 def write_lq_table(report, path):

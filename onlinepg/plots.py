@@ -349,8 +349,8 @@ def plot_run(run, *, contexts=L.DEFAULT_CONTEXTS, out=None, max_models=6, overwr
     """Write every figure of a run folder into ``out`` (default ``run/figures``); returns the paths written.
     A figure whose data the run did not record (e.g. no tracked contexts) is skipped with a note in the
     returned ``skipped`` list: ``(paths, skipped)``. An explicit ``out`` is claimed like every ``--out``
-    (missing or empty; ``overwrite``: or a figures folder); the default ``run/figures`` is the run's own and
-    its figures are replaced."""
+    (missing or empty; ``overwrite``: or a figures folder); the default ``run/figures`` is claimed inside the run and
+    replaced when every file in it is an earlier plot's."""
     _mpl()
     if isinstance(run, bool) or not isinstance(run, (str, os.PathLike)):
         raise ConfigError(f"RUN_DIR must be a path to a run folder, got {run!r}")
@@ -363,9 +363,8 @@ def plot_run(run, *, contexts=L.DEFAULT_CONTEXTS, out=None, max_models=6, overwr
     from .outdir import OutDir, check_path, flags
     flags(overwrite, False)
     run_config(run)                 # an unreadable run config fails before any folder is touched
-    if out is None:
-        (run / "figures").mkdir(exist_ok=True)
-        return _plot_into(run, run / "figures", contexts, max_models)
+    if out is None:                 # the run's own figures folder, claimed inside the run and replaced
+        out, overwrite = run / "figures", True
     check_path(out)
     with OutDir(out, "figures", overwrite=overwrite) as claim:
         return _plot_into(run, claim.replace(), contexts, max_models)

@@ -327,6 +327,17 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
         return _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume, overwrite, progress)
 
 
+def _drop_stale_records(out, tasks):
+    """A cell to run again loses the cell.json an earlier attempt left (the sweep's file, listed in the sweep's
+    manifest; the cell's run may only replace what it wrote itself). One the manifest does not list stays."""
+    manifest = outdir.read_manifest(out)
+    listed = {e["f"] for e in manifest[1] if "f" in e} if manifest else set()
+    for task in tasks:
+        rel = f"{task['path']}/cell.json"
+        if rel in listed:
+            (out / rel).unlink(missing_ok=True)
+
+
 def _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume, overwrite, progress):
     from .sweep_backends import execute, make_backend
     records, todo = plan(sw, out, resume, overwrite)
@@ -344,7 +355,7 @@ def _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume,
                    "error_message": f"the worker reported success but {folder / 'summary.json'} is not there: "
                                     "workers must write to a folder the driver sees (a shared filesystem)",
                    "error_traceback": None}
-        folder.mkdir(parents=True, exist_ok=True)
+        outdir.makedirs(folder)
         write_json(folder / "cell.json", rec)
         records[task["index"]] = rec
         if time.monotonic() - last_write[0] > 5.0:       # a killed sweep leaves a recent table behind
@@ -355,6 +366,7 @@ def _run_sweep(sw, out, claim, t0, backend, scheduler, workers, threads, resume,
     # removes the folder and lock it created).
     with backend if tasks else contextlib.nullcontext():
         claim.replace()                     # empties an old sweep folder when overwriting (OutDir checked it)
+        _drop_stale_records(out, tasks)
         provenance = {"name": sw.name, "file": sw.file, "cwd": os.getcwd(), "sweep": sw.source}
         write_json(out / "sweep.json", json.loads(json.dumps(provenance, default=str)))
         write_runs(out, sw, records)

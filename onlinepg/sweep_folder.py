@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from . import config as C
 from .errors import ConfigError
-from .outdir import LOCK
+from .outdir import LOCK, record
 
 SUMMARY_INT = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",
                "kernel_threads", "resumed_from")
@@ -51,6 +51,7 @@ def runs_table(sw, records):
 def write_runs(out, sw, records):
     """``out/runs.parquet``, written to a temporary name and renamed: a reader never sees half a file."""
     tmp = out / ".runs.parquet.tmp"
+    record(out / "runs.parquet")
     pq.write_table(runs_table(sw, records), tmp)
     os.replace(tmp, out / "runs.parquet")
 
@@ -62,8 +63,6 @@ def plan(sw, out, resume, overwrite):
             if not overwrite:
                 raise ConfigError(f"sweep folder {out} is not empty; pass overwrite=True (--overwrite) to replace "
                                   "it or resume=True (--resume) to continue it")
-            if not (out / "sweep.json").exists():   # --overwrite deletes the folder: only ever a sweep's
-                raise ConfigError(f"--overwrite: {out} is not a sweep folder (no sweep.json); refusing to delete it")
         return {}, [(c, "fresh") for c in sw.cells]
     records, todo = {}, []
     for c in sw.cells:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import __version__
+from .outdir import makedirs, record
 
 FLUSH_BYTES = 32 * 2**20        # buffered bytes per table before a part is written (bounded memory)
 
@@ -28,11 +29,13 @@ class PartWriter:
     """Buffers column arrays for one table (e.g. ``rounds``) and writes them as one Parquet part per flush.
 
     ``schema`` maps column name → numpy dtype; ``metadata`` (dict of str) is stored in every file footer.
+    Every part is listed in the folder's manifest before it is written, with its row count and ``config_hash``
+    (``outdir.record``), and every part removed is listed as removed: ``--resume`` checks the parts against it.
     """
 
-    def __init__(self, folder, schema, metadata, flush_bytes=None):
-        self.folder = pathlib.Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+    def __init__(self, folder, schema, metadata, flush_bytes=None, config_hash=None):
+        self.folder = makedirs(folder)
+        self.config_hash = config_hash
         self.schema = schema
         self.metadata = {k.encode(): v.encode() for k, v in metadata.items()}
         self.flush_bytes = FLUSH_BYTES if flush_bytes is None else flush_bytes
@@ -65,6 +68,7 @@ class PartWriter:
         table = pa.table(cols).replace_schema_metadata(self.metadata)
         final = self.folder / f"part-{self.segment:012d}-{self._seq:06d}.parquet"
         tmp = self.folder / f".{final.name}.tmp"
+        record(final, rows=table.num_rows, config=self.config_hash)
         try:
             pq.write_table(table, tmp)
             os.replace(tmp, final)
@@ -77,11 +81,14 @@ class PartWriter:
     def truncate_from(self, part_round):
         """Delete the parts of segments at or after ``part_round`` and stray temporaries (used by resume)."""
         for path in self.folder.glob("*.parquet*"):
-            if path.name.startswith(".") or _part_key(path)[0] >= part_round:
+            if path.name.startswith("."):
+                path.unlink()
+            elif part_key(path)[0] >= part_round:
+                record(path, removed=True)
                 path.unlink()
 
 
-def _part_key(path):
+def part_key(path):
     """(segment, seq) of ``part-<segment>[-<seq>].parquet``."""
     fields = path.name.split(".", 1)[0].split("-")
     return int(fields[1]), (int(fields[2]) if len(fields) > 2 else 0)
@@ -93,7 +100,7 @@ def run_metadata(config_toml, seed):
 
 def read_table(folder):
     """All parts of a trace folder as one pyarrow Table (rows in round order)."""
-    parts = sorted(pathlib.Path(folder).glob("part-*.parquet"), key=_part_key)
+    parts = sorted(pathlib.Path(folder).glob("part-*.parquet"), key=part_key)
     if not parts:
         return None
     return pa.concat_tables([pq.read_table(p) for p in parts])

@@ -64,10 +64,10 @@ def test_overwrite_refuses_a_folder_that_is_not_a_run(content, tmp_path):
     assert files(thesis) == before and all((thesis / n).read_text() == "precious" for n in content)
 
 
-def test_overwrite_replaces_a_run_folder_old_layout_included(tmp_path):
+def test_overwrite_replaces_a_run_folder_whose_lock_file_is_gone(tmp_path):
     out = tmp_path / "r"
     run(cfg(seed=1), out)
-    (out / outdir.LOCK).unlink()              # a folder written before the lock file existed: known by layout
+    (out / outdir.LOCK).unlink()              # the manifest, not the lock file, says whose folder it is
     s = run(cfg(seed=2), out, overwrite=True)
     assert s["seed"] == 2 and "seed = 2" in (out / "config.toml").read_text()
     assert len(list((out / "eval").glob("*.parquet"))) == 1

@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from .. import config as C
 from ..engine import run as engine_run
 from ..errors import ConfigError
-from ..outdir import write_bytes, write_text
+from ..outdir import makedirs, write_bytes, write_text
 from ..shipped import read_data
 from ..trace import read_table
 
@@ -133,7 +133,7 @@ class Context:
     def _preregister(self):
         if not self._runs_started:
             self._runs_started = True
-            self.out.mkdir(parents=True, exist_ok=True)
+            makedirs(self.out)
             doc = {"experiment": self.name, "scale": self.scale, "params": self.params,
                    "checks": [{k: v for k, v in asdict(c).items() if k not in ("passed", "measured")}
                               for c in self.checks.values()]}
@@ -181,7 +181,7 @@ class Context:
     # -- outputs ----------------------------------------------------------------------------------------
     def write(self, table_md, slopes=()):
         """results.parquet (the tidy rows), results.md (settings, table, slopes, notes, figures, timings)."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        makedirs(self.out)
         cols = sorted({k for r in self.rows for k in r}, key=lambda c: (c not in ("experiment", "arm"), c))
         table = pa.table({c: [r.get(c) for r in self.rows] for c in cols})
         sink = pa.BufferOutputStream()
@@ -216,8 +216,7 @@ class Context:
                      f"(theory: {s['theory']})")
 
     def figure(self, fig, stem):
-        folder = self.out / "figures"
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = makedirs(self.out / "figures")
         path = folder / f"{stem}.png"
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

@@ -14,6 +14,7 @@ import numpy as np
 from .. import config as C
 from ..build import build_base, build_task, test_batch
 from ..io import save_policy
+from ..outdir import makedirs
 from ..trace import read_table
 from .common import markdown_table, mean_over_seeds, pyplot
 
@@ -47,7 +48,7 @@ def _train_base(ctx, seed):
                           "base.batch": p["base_batch"], "base.lr": p["base_lr"]})
     task = build_task(cfg)
     path = ctx.out / "base" / f"seed={seed}" / "base.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(path.parent)
     save_policy(build_base(task, cfg), path, base_steps=p["base_steps"])
     return path, test_batch(task, cfg).J
 

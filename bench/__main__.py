@@ -6,7 +6,8 @@
 Sections: 1 the PG step at the paper's shape vs NumPy and PyTorch (``bench.kernels``); 2 the streaming N = 1
 bandit stream vs Vowpal Wabbit, River and scikit-learn (``bench.bandit``); 3 scaling in N, k, d, batch and
 cores (``bench.scaling``); 4 the CPU's limit for the innermost lane loop and the share the step reaches
-(``bench.limit``); 5 cold compile, warm start-up and peak RSS (``bench.startup``). Writes ``DIR/bench.json``
+(``bench.limit``); 5 cold compile, warm start-up and peak RSS (``bench.startup``); 6 ``onlinepg experiment fig1
+--scale full`` end to end vs the PyTorch reference code's projection (``bench.e2e``). Writes ``DIR/bench.json``
 (every figure, raw samples included) and ``DIR/bench.md`` (the tables), and prints the tables. A peer that is
 not installed gets a ``skipped (reason)`` row; a section that fails gets an ERROR row and the exit status 1.
 """
@@ -157,7 +158,7 @@ def main(argv=None, prog="python -m bench"):
 
 
 def add_arguments(ap):
-    from onlinepg.commands.bench import add_arguments as options   # the one definition of the options
+    from onlinepg.commands._bench_options import add_arguments as options   # one definition with onlinepg bench
     options(ap)
 
 

@@ -173,7 +173,7 @@ def run(quick=False, log=print):
                 f"≤ {DEFAULT_JOB_COLD_TARGET_S:.0f} s", verdict(ok),
                 note=f"the run itself (summary.json wall_seconds) {job_cold['run_wall_s']:.1f} s, the rest is start-up; "
                      "the run compiles its evaluation kernels in a helper process on the second core meanwhile "
-                     "(onlinepg.warmup.ahead)" + ("" if ok else ". Why: Numba compiles the kernels the job calls (the fused PG step, likelihoods, "
+                     "(onlinepg.compile_ahead.ahead)" + ("" if ok else ". Why: Numba compiles the kernels the job calls (the fused PG step, likelihoods, "
                         "contexts, teacher) on one core; `onlinepg warmup` compiles every kernel ahead, in parallel "
                         "processes"), data=job_cold)
     sec.add("Default job, warm: the same command again (cached kernels), whole process"

@@ -110,11 +110,3 @@ def finish_grad(fm, x, j, cu, g):
             for a in range(k):
                 g[base + a] += xc * cu[a]
 
-
-def feature_dim(kind, k, N, d=0, M=0):
-    """Number of weights D of a built-in feature map."""
-    if kind == BIGRAM:
-        return d * k + k * k
-    if kind == CELLS:
-        return M * N * k
-    raise ValueError("feature_dim: kind must be BIGRAM (0) or CELLS (1); custom maps give D themselves")

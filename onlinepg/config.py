@@ -7,12 +7,14 @@ values, before anything is written anywhere.
 """
 import math
 import numbers
+import re
 import sys
 from dataclasses import dataclass
 
 from .errors import ConfigError
 from .kernels.codes import BASELINES, BEHAVIOURS, LR_RULES
 from .kernels.rounds import ALGOS as ROUND_ALGOS, PROCESS_VARIANTS
+from .validate import INT64_MAX, INT64_MIN, int_text
 
 BATCH_ALGOS = ("pg_batch",)  # batched algorithms (sgd with batch > 1 too): onlinepg.learners.BatchLearner
 
@@ -45,6 +47,8 @@ class Key:
             return [float(x) for x in value]
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
+        if self.kind is int and not INT64_MIN <= value <= INT64_MAX:
+            raise ConfigError(f"{name} must be {self.accepted(int64=True)}, got {value}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
         if self.kind in (int, float):
@@ -56,7 +60,9 @@ class Key:
                 raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
         return value
 
-    def accepted(self):
+    def accepted(self, int64=False):
+        """What the key accepts, as the docs and the errors say it; ``int64``: an integer key's missing bounds as
+        the int64 ends (for a value outside int64, which TOML and Python integers can hold but no kernel can)."""
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind is bool:
@@ -66,10 +72,14 @@ class Key:
         if self.kind is str:
             return "a string"
         word = "an integer" if self.kind is int else "a number"
-        if self.lo is None and self.hi is None:
+        lo, hi = self.lo, self.hi
+        if int64:
+            lo, hi = INT64_MIN if lo is None else lo, INT64_MAX if hi is None else hi
+        if lo is None and hi is None:
             return word
-        left = ("(" if self.open_lo else "[") + ("-inf" if self.lo is None else f"{self.lo:g}")
-        right = "inf)" if self.hi is None else f"{self.hi:g}" + (")" if self.open_hi else "]")
+        text = int_text if self.kind is int else (lambda v: f"{v:g}")
+        left = ("(" if self.open_lo else "[") + ("-inf" if lo is None else text(lo))
+        right = "inf)" if hi is None else text(hi) + (")" if self.open_hi else "]")
         return f"{word} in {left}, {right}"
 
 
@@ -197,6 +207,7 @@ def resolve(user):
     """Defaults ⊕ user values, every key checked; returns a new dict."""
     if not isinstance(user, dict):
         raise ConfigError("config must be a table of sections: task, base, algo, run")
+    check_depth(user, "config")         # a dict from the Python API has not been through parse_toml
     out = defaults()
     for sec, values in user.items():
         if sec not in SCHEMA:
@@ -278,16 +289,87 @@ def load(path):
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
+    return parse_toml(text, f"config file {path}")
+
+
+# Tables and arrays nested deeper than this are refused. A run config is 2 deep ([section] key = value), a sweep
+# file or an experiment spec 3 ([grid] "task.N" = [1, 2], [[sets]], [config.task]), a list-valued grid key 4. The
+# parser recurses per level of arrays and inline tables (a thousand levels overflow Python's stack), and so would
+# every later walk of the parsed value (copy.deepcopy, the repr in an error message, json.dumps).
+MAX_DEPTH = 32
+# A TOML string or comment, to blank out before looking for long dotted keys (a dot in them is no key separator).
+_STRING_OR_COMMENT = re.compile(r'''"""(?:\\.|[^\\])*?"""|\'\'\'.*?\'\'\'|"(?:\\.|[^"\\\n])*"|'[^'\n]*'|#[^\n]*''',
+                                re.S)
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def parse_toml(text, what):
+    """``text`` (the TOML document ``what``, e.g. "config file F.toml") as a dict; invalid or too deeply nested
+    TOML is one ``ConfigError`` naming ``what``."""
     try:
-        return tomllib.loads(text)
+        return _loads(text, what)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} is not valid TOML: {exc}") from None
+
+
+def parse_value(name, raw):
+    """The ``--set`` value ``raw`` of ``name`` read as TOML (``5``, ``0.1``, ``[1, 2]``, ``"x"``, ``true``), a bare
+    word that is no TOML as the string itself; a value nested too deeply is refused naming ``--set name``."""
+    try:
+        return _loads(f"v = {raw}", f"--set {name}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _loads(text, what):
+    """``tomllib.loads`` (its ``TOMLDecodeError`` passes through) that refuses, as a ``ConfigError`` naming
+    ``what``, nesting deeper than ``MAX_DEPTH``."""
+    if _longest_dotted_key(text) > MAX_DEPTH:
+        # tomllib's time (a header) and memory (a key = value line) grow with the square of a dotted key's length:
+        # a 100 000-part key takes more than 24 GiB, so such a key is refused before it is parsed
+        raise ConfigError(_too_deep(what))
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(_too_deep(what)) from None
+    check_depth(data, what)
+    return data
+
+
+def _longest_dotted_key(text):
+    """The parts of the longest chain ``a.b.c…`` of bare (or quoted) keys in ``text`` (0 for none longer than two),
+    outside strings and comments. A split on the dots, not a pattern over the chain, finds it, so the time stays
+    linear in the text whatever it holds."""
+    pieces = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("#") else "s", text).split(".")
+    longest = run = 0
+    for piece in pieces[1:-1]:          # the pieces between two dots: a key part when nothing else is in it
+        run = run + 1 if _BARE_KEY.fullmatch(piece.strip(" \t")) else 0
+        longest = max(longest, run)
+    return longest + 2 if longest else 0
+
+
+def check_depth(value, what):
+    """Refuse ``value`` (dicts and lists, as TOML parses them) nested more than ``MAX_DEPTH`` levels. Iterative
+    and stops at the first level too deep, so it cannot itself overflow the stack."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth == MAX_DEPTH:
+                raise ConfigError(_too_deep(what))
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+
+
+def _too_deep(what):
+    return (f"{what} is nested too deeply: more than {MAX_DEPTH} levels of tables and arrays (a run config is 2 "
+            "deep: [section] then key = value)")
 
 
 def apply_overrides(user, sets):
     """``section.key=value`` strings (value parsed as TOML, bare words as strings) into ``user``."""
     if not isinstance(user, dict):
         raise ConfigError(f"config must be a table of sections (task, base, algo, run), got {type(user).__name__}")
+    check_depth(user, "config")         # before any message below holds a repr of it
     for sec, vals in user.items():
         if not isinstance(vals, dict):
             accepted = f"a table of keys ([{sec}] with key = value lines)"
@@ -305,11 +387,7 @@ def apply_overrides(user, sets):
             raise ConfigError(f"--set expects section.key=value, got {item!r}")
         name, raw = item.split("=", 1)
         sec, key = name.strip().split(".", 1)
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        user.setdefault(sec, {})[key] = value
+        user.setdefault(sec, {})[key] = parse_value(name.strip(), raw)
     return user
 
 

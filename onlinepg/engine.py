@@ -15,7 +15,6 @@ replaced; one process writes a folder at a time; traces are flushed by size as w
 memory is bounded for any schedule; every file is written atomically.
 """
 import errno
-import math
 import os
 import sys
 import time
@@ -27,13 +26,14 @@ import numpy as np
 from . import budget, outdir
 from . import config as C
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
+from .compile_ahead import ahead
 from .errors import ConfigError, Interrupted, RunError
 from .io import policy_arrays, save_npz
 from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
-from .learners import is_batched, make_learner
+from .learners import make_learner
+from .schedule import Schedule, checkpoint_interval, is_batched  # noqa: F401 (Schedule, checkpoint_interval: re-exported)
 from .policy import Policy
 from .trace import PartWriter, run_metadata, write_json
-from .warmup import ahead
 
 EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np.float64,
                "mean_loglik_star": np.float64, **{c: (np.float64 if c == "mistakes_expected" else np.int64)
@@ -41,16 +41,6 @@ EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
 TIMING_KEYS = ("wall_seconds", "compile_seconds", "base_seconds", "rounds_per_second")
-
-
-def checkpoint_interval(cfg):
-    """Rounds between checkpoints: run.checkpoint_every exactly when set, else a multiple of eval_every about
-    10^5 sampled tokens apart."""
-    r = cfg["run"]
-    if r["checkpoint_every"]:
-        return r["checkpoint_every"]
-    per_round = (cfg["algo"]["batch"] if is_batched(cfg) else 1) * cfg["task"]["N"]
-    return r["eval_every"] * max(1, math.ceil(1e5 / (r["eval_every"] * per_round)))
 
 
 def _strip_progress(cfg):
@@ -137,38 +127,6 @@ class Evaluator:
                               "likelihood": np.exp(tl)})
 
 
-class Schedule:
-    """When a run evaluates the test error (every ``eval_every`` rounds, plus ``eval_log_points`` log-spaced
-    rounds, plus the last) and the tracked contexts (every ``track_every`` rounds, or at every evaluation when
-    it is 0; round 0 and the last round always). A pure function of the config, so chunking and resume do not
-    move it."""
-
-    def __init__(self, cfg):
-        r = cfg["run"]
-        self.total, self.every, self.track_every = r["rounds"], r["eval_every"], r["track_every"]
-        n = r["eval_log_points"]
-        self.log = sorted({int(self.total ** (i / n)) for i in range(1, n + 1)}) if n else []
-
-    def is_eval(self, t):
-        return t % self.every == 0 or t == self.total or t in self.log
-
-    def is_track(self, t):
-        if self.track_every == 0:
-            return self.is_eval(t)
-        return t % self.track_every == 0 or t == self.total
-
-    def next_event(self, t):
-        """The first round after ``t`` at which something is evaluated."""
-        nxt = (t // self.every + 1) * self.every
-        for p in self.log:
-            if p > t:
-                nxt = min(nxt, p)
-                break
-        if self.track_every:
-            nxt = min(nxt, (t // self.track_every + 1) * self.track_every)
-        return nxt
-
-
 def _progress(cfg, total, start):
     if not cfg["run"]["progress"]:
         return None
@@ -206,7 +164,7 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     outdir.flags(overwrite, resume)
     out = outdir.check_path(out)
     cfg = _resolve(config, out, resume, sets, progress)
-    budget.check(cfg)
+    budget.check(cfg, out=out)
     try:
         with outdir.OutDir(out, "run", overwrite=overwrite, resume=resume) as claim:
             return _run(cfg, claim, resume, t_start)
@@ -305,7 +263,7 @@ def _run(cfg, claim, resume, t_start):
     stream = ContextStream(task, cfg)
     test = test_batch(task, cfg)
     tracked = tracked_batch(task, test, cfg)
-    # a cold cache: the evaluations' kernels compile in a helper process meanwhile (onlinepg.warmup.ahead)
+    # a cold cache: the evaluations' kernels compile in a helper process meanwhile (onlinepg.compile_ahead.ahead)
     helper = ahead(task.features, [len(test.J), 0 if tracked is None else len(tracked.J)])
     ckpt_dir = out / "checkpoints"
     t_base = time.perf_counter()

@@ -12,12 +12,8 @@ from .kernels import rounds as R
 from .kernels.codes import (BASELINES, C_MIST_EXPECTED, C_MIST_SAMPLED, C_ORM, C_PRM, C_ROUNDS, C_TOKENS,
                             C_UPDATES, LR_RULES, NCOUNT, NTRACE)
 from .errors import RunError
+from .schedule import is_batched
 from .seeds import derive_seed
-
-
-def is_batched(cfg):
-    a = cfg["algo"]
-    return a["name"] == "pg_batch" or (a["name"] == "sgd" and a["batch"] > 1)
 
 
 class Learner:

@@ -25,6 +25,7 @@ import contextlib
 import copy
 import itertools
 import json
+import math
 import os
 import pathlib
 import time
@@ -51,6 +52,7 @@ SWEEP_KEYS = {
                        "per replicate) instead of keeping the base config's task.seed"),
 }
 TABLES = ("sweep", "fixed", "grid", "sets")
+MAX_CELLS = 10**6           # each cell is a run folder: a million already outgrows any file system's patience
 OWNED = {"run.seed": "is derived per run from sweep.seed (set sweep.seed instead)",
          "run.progress": "is always off inside a sweep (the sweep shows its own progress)"}
 _SAFE = "+,-._~"        # kept as is in Hive path values; everything else is %-encoded
@@ -98,6 +100,7 @@ def load_sweep(sweep):
         path = pathlib.Path(sweep)
         raw, where, stem = C.load(path), path.parent, path.stem
     elif isinstance(sweep, dict):
+        C.check_depth(sweep, "the sweep")
         raw, where, stem = sweep, pathlib.Path.cwd(), "sweep"
     else:
         raise ConfigError(f"a sweep is a TOML path or a dict, got {type(sweep).__name__}")
@@ -119,6 +122,10 @@ def load_sweep(sweep):
     for name in grid:
         if name in fixed:
             raise ConfigError(f"grid.{name} is also in [fixed]; give each key in one place")
+    n_cells = max(1, len(sets)) * math.prod(len(v) for v in grid.values()) * settings["seeds"]
+    if n_cells > MAX_CELLS:
+        raise ConfigError(f"the sweep has {n_cells} cells (sets × grid values × sweep.seeds); at most {MAX_CELLS} "
+                          "are accepted: lower sweep.seeds or shorten the grid")
     base = _base_config(settings["base"], where)
     params = list(dict.fromkeys([n for _, o in sets for n in o] + list(grid)))
     sw = Sweep(name=settings["name"] or stem, settings=settings, columns=_column_names(params),

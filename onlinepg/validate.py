@@ -9,15 +9,31 @@ import numpy as np
 
 from .errors import ConfigError
 
+# Every integer a kernel, a trace column or a saved array holds is an int64; Python (and TOML) integers are not
+# bounded, so a value outside this range is refused at the edge instead of overflowing (or looping) later.
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+
 
 def integer(name, value, lo=None, hi=None):
-    """An int in [lo, hi] (either bound optional)."""
+    """An int in [lo, hi] (either bound optional), and always within int64."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value!r}")
     value = int(value)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        lo, hi = INT64_MIN if lo is None else lo, INT64_MAX if hi is None else hi
+        raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value}")
     return value
+
+
+def int_text(v):
+    """An integer bound as people read it: 2^63 - 1, not 9223372036854775807 (nor 9.22337e+18, which is not
+    the bound)."""
+    for k in range(32, 64):
+        if v in (2**k, 2**k - 1, -2**k):
+            return ("-" if v < 0 else "") + f"2^{k}" + (" - 1" if v == 2**k - 1 else "")
+    return str(v)
 
 
 def real(name, value, lo=None, hi=None, open_lo=False, open_hi=False):
@@ -79,11 +95,11 @@ def _shape(shape):
 
 def _range(lo, hi):
     if lo is not None and hi is not None:
-        return f" in [{lo}, {hi}]"
+        return f" in [{int_text(lo)}, {int_text(hi)}]"
     if lo is not None:
-        return f" >= {lo}"
+        return f" >= {int_text(lo)}"
     if hi is not None:
-        return f" <= {hi}"
+        return f" <= {int_text(hi)}"
     return ""
 
 

@@ -16,6 +16,11 @@ from onlinepg.sweep import run_sweep
 TINY = {"task": {"d": 4, "k": 4, "N": 3, "centres": 4}, "base": {"kind": "zero"}, "algo": {"name": "pg"},
         "run": {"rounds": 20, "eval_every": 10, "checkpoint_every": 10, "keep_checkpoints": 0, "progress": False}}
 GIB = 2**30
+DEEP = 1000                                     # levels: Python's recursion limit, far beyond config.MAX_DEPTH
+DEEP_TABLE = "[" + ".".join(["a"] * DEEP) + "]\nx = 1\n"
+DEEP_ARRAY = "[" * DEEP + "]" * DEEP
+DEEP_INLINE = "{a = " * DEEP + "1" + "}" * DEEP
+BIG = 10**26                                    # above 2^63: a Python / TOML integer, no int64
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,18 @@ def ws(tmp_path, done_run, monkeypatch):
     (tmp_path / "emptycfg" / "config.toml").write_text("")
     (tmp_path / "sweep.toml").write_text('[sweep]\nseeds = 1\n[grid]\n"task.N" = [1]\n')
     (tmp_path / "big_sweep.toml").write_text('[grid]\n"task.test_contexts" = [100, 1000000000]\n')
+    (tmp_path / "deep_table.toml").write_text(DEEP_TABLE)
+    (tmp_path / "deep_array.toml").write_text(f"[run]\nrounds = {DEEP_ARRAY}\n")
+    (tmp_path / "deep_inline.toml").write_text(f"[task]\nd = {DEEP_INLINE}\n")
+    (tmp_path / "deep_dotted.toml").write_text("[task]\n" + ".".join(["a"] * 100000) + " = 1\n")
+    (tmp_path / "deep_sweep.toml").write_text(f'[sweep]\nseeds = 1\n[grid]\n"task.N" = {DEEP_ARRAY}\n')
+    (tmp_path / "big_rounds.toml").write_text(f"[run]\nrounds = {BIG}\n")
+    (tmp_path / "big_seeds.toml").write_text(f"[task]\nseed = {BIG}\n[run]\nseed = {2**63}\n")
+    (tmp_path / "big_grid.toml").write_text(f'[grid]\n"run.rounds" = [10, {BIG}]\n')
+    (tmp_path / "big_sweep_seeds.toml").write_text(f"[sweep]\nseeds = {BIG}\n")
+    (tmp_path / "long_sweep.toml").write_text(f'[grid]\n"run.rounds" = [10, {10**18}]\n')
+    shutil.copytree(done_run, tmp_path / "deepcfg")
+    (tmp_path / "deepcfg" / "config.toml").write_text(DEEP_TABLE)
     monkeypatch.chdir(tmp_path)
     # the memory check compares with a fixed 4 GiB, whatever this machine has free
     monkeypatch.setattr(budget, "available_bytes", lambda: 4 * GIB)
@@ -138,6 +155,29 @@ CLI_CASES = [
     (["run", *S("task.k=1000000000")], "task.k"),
     (["run", *S("task.kind=cells", "task.M=1000000000", "algo.name=pg", "base.kind=zero")], "task.M"),
     (["run", *S("task.test_contexts=1000000000")], "task.test_contexts"),
+    # integers outside int64 (Python and TOML integers have no bound): the field and its accepted range
+    (["run", *S(f"run.rounds={BIG}")], f"run.rounds must be an integer in [1, 2^63 - 1], got {BIG}"),
+    (["run", *S(f"run.seed={2**63}")], f"run.seed must be an integer in [0, 2^63 - 1], got {2**63}"),
+    (["run", *S(f"task.seed={BIG}")], f"task.seed must be an integer in [0, 2^63 - 1], got {BIG}"),
+    (["run", *S(f"task.d={2**63}")], f"task.d must be an integer in [1, 2^63 - 1], got {2**63}"),
+    (["run", *S(f"run.eval_every={BIG}")], "run.eval_every must be an integer in [1, 2^63 - 1]"),
+    (["run", *S(f"task.offset={2**63}")], "task.offset must be an integer in [0, 2^62]"),
+    (["run", "big_rounds.toml"], f"run.rounds must be an integer in [1, 2^63 - 1], got {BIG}"),
+    (["run", "big_seeds.toml"], f"task.seed must be an integer in [0, 2^63 - 1], got {BIG}"),
+    (["lq", "run", "--contexts", str(BIG)], "contexts must be an integer in [1, 2^63 - 1]"),
+    # work no run finishes (more than budget.MAX_TOKENS tokens): the field, and the value that would do
+    (["run", *S("run.rounds=1000000000000000000")], "run.rounds × algo.batch × task.N too large"),
+    (["run", *S("algo.name=pg", "run.rounds=1000000000000000")], "lower run.rounds to at most 62500000000000"),
+    (["run", *S("base.steps=1000000000000000")], "base.steps × base.batch × task.N too large"),
+    # TOML nested too deeply (tables, arrays, inline tables, a dotted key): the file or --set, never a traceback
+    (["run", "deep_table.toml"], "config file deep_table.toml is nested too deeply: more than 32 levels"),
+    (["run", "deep_array.toml"], "config file deep_array.toml is nested too deeply"),
+    (["run", "deep_inline.toml"], "config file deep_inline.toml is nested too deeply"),
+    (["run", "deep_dotted.toml"], "config file deep_dotted.toml is nested too deeply"),
+    (["run", *S(f"run.rounds={DEEP_ARRAY}")], "--set run.rounds is nested too deeply"),
+    (["run", *S(f"task.d={DEEP_INLINE}")], "--set task.d is nested too deeply"),
+    (["run", "--out", "deepcfg", "--resume"], "--resume: config file deepcfg/config.toml is nested too deeply"),
+    (["lq", "run", "--config", "deep_table.toml"], "deep_table.toml is nested too deeply"),
     # config files
     (["run", "cfgdir"], "config file cfgdir is a directory"),
     (["run", "not_utf8.toml"], "config file not_utf8.toml is not UTF-8"),
@@ -175,6 +215,10 @@ CLI_CASES = [
     (["experiment", "sgd-lr", "--scale", "small", "--seeds", "0"], "--seeds must be an integer >= 1"),
     (["experiment", "sgd-lr", "--scale", "small", "--set", "nope=1"], "unknown parameter 'nope'"),
     (["experiment", "sgd-lr", "--scale", "small", "--set", "algo.lr=-1"], "algo.lr must be a number"),
+    (["experiment", "sgd-lr", "--scale", "small", "--set", f"run.seed={BIG}"],
+     "run.seed must be an integer in [0, 2^63 - 1]"),
+    (["experiment", "sgd-lr", "--scale", "small", "--set", f"run.rounds={DEEP_ARRAY}"],
+     "--set run.rounds is nested too deeply"),
     (["experiment", "sgd-lr", "--out", "x", "--resume", "--overwrite"], "--resume and --overwrite exclude"),
     (["experiment", "sgd-lr", "--resume"], "--resume needs --out DIR"),
     (["experiment", "sgd-lr", "--out", "file.txt"], "--out: file.txt is a file"),
@@ -189,6 +233,13 @@ CLI_CASES = [
     (["sweep", "sweep.toml", "--out", "x", "--resume", "--overwrite"], "--resume and --overwrite exclude"),
     (["sweep", "sweep.toml", "--out", "file.txt"], "--out: file.txt is a file"),
     (["sweep", "big_sweep.toml", "--out", "x"], "cell runs/test_contexts=1000000000/seed=0: task.test_contexts"),
+    (["sweep", "deep_table.toml", "--out", "x"], "config file deep_table.toml is nested too deeply"),
+    (["sweep", "deep_sweep.toml", "--out", "x"], "config file deep_sweep.toml is nested too deeply"),
+    (["sweep", "big_grid.toml", "--out", "x"],
+     f"cell run.rounds={BIG}/seed=0: run.rounds must be an integer in [1, 2^63"),
+    (["sweep", "big_sweep_seeds.toml", "--out", "x"], "sweep.seeds must be an integer in [1, 2^63 - 1]"),
+    (["sweep", "long_sweep.toml", "--out", "x"],
+     f"rounds={10**18}/seed=0: run.rounds × algo.batch × task.N too large"),
     (["sweep", "sweep.toml", "--out", "thesis", "--overwrite"], "thesis is not a sweep folder"),
     (["sweep", "sweep.toml", "--out", "run", "--overwrite"], "run is not a sweep folder"),
 ]
@@ -213,6 +264,9 @@ def _experiment(*args, **kwargs):
 
 def _api_cases():
     sweep = {"sweep": {"seeds": 1}, "grid": {"task.N": [1]}}
+    deep_dict, deep_list = 1, 1
+    for _ in range(DEEP):
+        deep_dict, deep_list = {"a": deep_dict}, [deep_list]
     return [
         ("run(5)", lambda: run(5, "a"), "config must be None"),
         ("run(dict task=5)", lambda: run({"task": 5}, "a"), "[task] must be a table of keys"),
@@ -226,6 +280,26 @@ def _api_cases():
         ("run(progress=str)", lambda: run(TINY, "a", progress="no"), "progress must be None, true or false"),
         ("run(N=np.float64(2.5))", lambda: run({**TINY, "task": {"N": np.float64(2.5)}}, "a"), "task.N must be"),
         ("op.run(5)", lambda: op.run(5, "a"), "config must be None"),
+        ("run(deep table file)", lambda: run("deep_table.toml", "a"), "deep_table.toml is nested too deeply"),
+        ("run(deep array file)", lambda: run("deep_array.toml", "a"), "deep_array.toml is nested too deeply"),
+        ("run(deep inline file)", lambda: run("deep_inline.toml", "a"), "deep_inline.toml is nested too deeply"),
+        ("run(deep dict)", lambda: run({"task": {"d": deep_dict}}, "a"), "config is nested too deeply"),
+        ("run(deep list)", lambda: run({"task": deep_list}, "a"), "config is nested too deeply"),
+        ("run(sets=deep)", lambda: run(TINY, "a", sets=[f"run.rounds={DEEP_ARRAY}"]), "--set run.rounds is nested"),
+        ("run_sweep(deep file)", lambda: run_sweep("deep_sweep.toml", "s"), "deep_sweep.toml is nested too deeply"),
+        ("run(rounds=10^26)", lambda: run({**TINY, "run": {**TINY["run"], "rounds": BIG}}, "a"),
+         "run.rounds must be an integer in [1, 2^63 - 1]"),
+        ("run(seed=np.uint64(2^63))", lambda: run({**TINY, "run": {**TINY["run"], "seed": np.uint64(2**63)}}, "a"),
+         "run.seed must be an integer in [0, 2^63 - 1]"),
+        ("run(task.seed=-2^63-1)", lambda: run({**TINY, "task": {**TINY["task"], "seed": -2**63 - 1}}, "a"),
+         "task.seed must be an integer in [0, 2^63 - 1]"),
+        ("run(big rounds file)", lambda: run("big_rounds.toml", "a"), "run.rounds must be an integer in [1, 2^63"),
+        ("run(rounds=10^18)", lambda: run({**TINY, "run": {**TINY["run"], "rounds": 10**18}}, "a"),
+         "run.rounds × algo.group_size × task.N too large"),
+        ("FeatureSpec(d=10^26)", lambda: op.FeatureSpec("bigram", k=2, N=1, d=BIG),
+         "features.d must be an integer in [1, 2^63 - 1]"),
+        ("lq_report(contexts=10^26)", lambda: lq_report("run", contexts=BIG),
+         "contexts must be an integer in [1, 2^63"),
         ("run_sweep(resume+overwrite)", lambda: run_sweep(sweep, "s", resume=True, overwrite=True),
          "exclude each other"),
         ("run_sweep(out=file)", lambda: run_sweep(sweep, "file.txt"), "is a file"),
@@ -258,3 +332,119 @@ def test_numpy_integer_scalars_are_integers(tmp_path):
     s = run(cfg, tmp_path / "np")
     assert s["rounds"] == 20
     assert "N = 2\n" in (tmp_path / "np" / "config.toml").read_text()
+
+
+# ------------------------------------------------------------------ what a run writes against the free disk space
+
+def _free_disk(monkeypatch, nbytes):
+    """Every file system reports ``nbytes`` free (budget.free_disk_bytes asks shutil.disk_usage)."""
+    from types import SimpleNamespace
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=2 * nbytes, used=nbytes, free=nbytes))
+
+
+def _resolved(*sets):
+    from onlinepg import config as C
+    return C.resolve(C.apply_overrides(TINY, list(sets)))
+
+
+def test_disk_bound_names_the_trace_fields_says_what_fits_and_writes_nothing(ws, monkeypatch):
+    import re
+    _free_disk(monkeypatch, 50 * 2**20)
+    trace = ("run.eval_every=100000", "run.checkpoint_every=0", "run.keep_checkpoints=3")
+    cfg = _resolved("run.rounds=1000000", *trace)   # 10^6 traced rounds × 112 bytes: more than 50 MiB
+    before = tree(ws)
+    with pytest.raises(op.ConfigError) as err:
+        budget.check(cfg, out=ws / "new" / "run")
+    msg = str(err.value)
+    assert msg.startswith("run.rounds / run.trace_every too large: the run would write up to "), msg
+    assert f"more than the 0.0488 GiB free on the file system of {ws};" in msg, msg
+    assert tree(ws) == before
+    every, rounds = map(int, re.search(r"raise run.trace_every to at least (\d+) or lower run.rounds to at most "
+                                       r"(\d+)$", msg).groups())
+    budget.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every}"), out=ws / "new")
+    budget.check(_resolved(f"run.rounds={rounds}", *trace), out=ws / "new")
+    with pytest.raises(op.ConfigError):             # the least change: one step short does not fit
+        budget.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every - 1}"), out=ws / "new")
+    with pytest.raises(op.ConfigError):
+        budget.check(_resolved(f"run.rounds={rounds + 1}", *trace), out=ws / "new")
+    budget.check(cfg)                               # no out: no disk check (memory and work only)
+
+
+def test_disk_bound_counts_every_checkpoint_when_all_are_kept(ws, monkeypatch):
+    _free_disk(monkeypatch, 2**30)
+    cfg = _resolved("task.d=256", "task.k=256", "task.centres=16", "run.rounds=10000", "run.checkpoint_every=1",
+                    "run.trace_every=1000", "run.eval_every=10000")       # 10^4 checkpoints of 2 MiB each
+    with pytest.raises(op.ConfigError) as err:
+        budget.check(cfg, out=ws / "new")
+    msg = str(err.value)
+    assert msg.startswith("run.keep_checkpoints × (task.d × task.k + task.k²) too large"), msg
+    assert "set run.keep_checkpoints to at most " in msg, msg
+    budget.check({**cfg, "run": {**cfg["run"], "keep_checkpoints": 3}}, out=ws / "new")
+
+
+def test_free_disk_space_is_that_of_the_nearest_existing_folder_plus_what_out_holds(ws, monkeypatch):
+    _free_disk(monkeypatch, 10**9)
+    assert budget.free_disk_bytes(ws / "new" / "deeper") == (ws, 10**9)
+    held = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(ws / "run") for n in names)
+    assert budget.free_disk_bytes(ws / "run") == (ws / "run", 10**9 + held)   # --resume / --overwrite reuse it
+
+
+def test_disk_estimate_is_not_below_what_a_run_writes(done_run):
+    from onlinepg import config as C
+    written = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(done_run) for n in names)
+    assert written <= sum(t[2] for t in budget.disk_estimate(C.resolve(C.load(done_run / "config.toml"))))
+
+
+def test_trace_widths_are_the_engine_schemas():
+    from onlinepg.engine import EVAL_SCHEMA, TRACKED_SCHEMA
+    from onlinepg.kernels.codes import TRACE_SCHEMA
+    assert (budget.TRACE_WIDTH, budget.EVAL_WIDTH, budget.TRACKED_WIDTH) == (
+        len(TRACE_SCHEMA), len(EVAL_SCHEMA), len(TRACKED_SCHEMA))
+
+
+def test_shipped_configs_pass_the_memory_work_and_disk_bounds(tmp_path, monkeypatch):
+    """No shipped config comes near the bounds: 4 GiB of memory and 2 GiB of disk are plenty."""
+    import pathlib
+
+    from onlinepg import config as C
+    _free_disk(monkeypatch, 2 * GIB)
+    paths = sorted((pathlib.Path(__file__).resolve().parents[1] / "data" / "configs").glob("*.toml"))
+    for cfg in [C.resolve(C.load(p)) for p in paths] + [C.resolve(C.default_experiment())]:
+        budget.check(cfg, available=4 * GIB, out=tmp_path / "run")
+
+
+def test_run_refuses_a_trace_the_disk_cannot_hold_before_writing(ws, monkeypatch, capsys):
+    """engine.run asks the disk bound with its --out: one line, exit 2, nothing written."""
+    _free_disk(monkeypatch, 10 * 2**20)
+    before = tree(ws)
+    code = cli(["run", *S("algo.name=pg", "run.rounds=1000000", "run.eval_every=100000"), "--out", "new",
+                "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "run.rounds / run.trace_every too large" in err, err
+    assert tree(ws) == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["experiment", "sgd-lr", "--scale", "small", "--set", "T=" + "[" * 200 + "]" * 200], "--set T is nested too deeply"),
+    (["experiment", "sgd-lr", "--scale", "small", "--set", "T=2.5"], "parameter T of experiment sgd-lr must be an integer"),
+    (["experiment", "sgd-lr", "--scale", "small", "--set", "T=100000000000000000000000"], "within 64-bit integers"),
+    (["experiment", "sgd-lr", "--scale", "small", "--set", "T=many"], "must be an integer"),
+])
+def test_experiment_parameters_are_checked(argv, message, ws, capsys):
+    before = tree(ws)
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert tree(ws) == before
+
+
+def test_sweeps_refuse_too_many_cells_and_deep_dicts():
+    deep = {"grid": {"task.N": [1]}}
+    node = deep
+    for _ in range(100):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(op.ConfigError, match="nested too deeply"):
+        run_sweep(deep, "s")
+    with pytest.raises(op.ConfigError, match="the sweep has 1000000000000 cells"):
+        run_sweep({"sweep": {"seeds": 10**12}, "grid": {"task.N": [1]}}, "s")

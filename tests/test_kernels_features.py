@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from numba import njit
 
 import onlinepg.kernels as K
-from onlinepg.kernels.features import feature_dim
-from reference import position_logits, sequence_loglik
+from conftest import JIT_DISABLED
+from onlinepg.features import FeatureSpec
+from reference import Model, position_logits, sequence_loglik
 
 
 def _response(case, seed=0):
@@ -15,10 +17,13 @@ def _response(case, seed=0):
 
 
 def test_feature_dim():
-    assert feature_dim(K.BIGRAM, 7, 5, d=3) == 3 * 7 + 49
-    assert feature_dim(K.CELLS, 7, 5, M=4) == 4 * 5 * 7
-    with pytest.raises(ValueError):
-        feature_dim(K.CUSTOM, 7, 5)
+    """``FeatureSpec.D``, the length of w the engine and ``Policy`` allocate, is the layout the kernels index."""
+    bigram, cells = FeatureSpec("bigram", 7, 5, d=3), FeatureSpec("cells", 7, 5, M=4)
+    assert bigram.D == 3 * 7 + 49 == Model("bigram", 7, 5, 1.0, d=3, M=0).D
+    assert cells.D == 4 * 5 * 7 == Model("cells", 7, 5, 1.0, d=0, M=4).D
+    if not JIT_DISABLED:        # a custom φ must be an @njit dispatcher, which NUMBA_DISABLE_JIT=1 turns off
+        custom = FeatureSpec("custom", 7, 5, d=3, D_custom=11, phi=njit(lambda x, y, i, a, out: None))
+        assert custom.D == 11                   # a custom map gives its dimension itself
 
 
 def test_token_logits_match_dense_phi(case, scratch):

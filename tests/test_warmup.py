@@ -37,24 +37,24 @@ def test_the_tour_compiles_the_parallel_kernels_too():
 
 
 def test_compile_ahead_skips_cached_kernels_and_its_helper_compiles_what_is_missing(monkeypatch):
-    """``warmup.ahead``: with the evaluation kernels in the cache, no helper starts; with them missing (here:
+    """``compile_ahead.ahead``: with the evaluation kernels in the cache, no helper starts; with them missing (here:
     reported missing), a helper process compiles or loads them — the kernel ``Policy.scorer`` would pick, with its
     argument types — and exits cleanly; a 'custom' map never gets one."""
     import numpy as np
     from numba import njit
     import onlinepg as op
-    from onlinepg import warmup
+    from onlinepg import compile_ahead
     spec = op.FeatureSpec("bigram", 4, 3, d=6)
-    kernel, args = warmup._loglik_call(spec, 7)
+    kernel, args = compile_ahead._loglik_call(spec, 7)
     kernel(*args)                                   # compiled (or loaded) here: now in the cache
     assert kernel is spec.kernel("loglik_batch", 7)
-    assert warmup._cached(kernel, args)
-    assert not warmup._cached(kernel, args[:-1] + (np.empty((7, 3), np.int64),))    # other types: not cached
-    assert warmup.ahead(spec, [7, 0]).proc is None
+    assert compile_ahead._cached(kernel, args)
+    assert not compile_ahead._cached(kernel, args[:-1] + (np.empty((7, 3), np.int64),))    # other types: not cached
+    assert compile_ahead.ahead(spec, [7, 0]).proc is None
     custom = op.FeatureSpec("custom", 4, 3, d=6, D_custom=spec.D, phi=njit(lambda x, y, i, a, out: None))
-    assert warmup.ahead(custom, [7]).proc is None
-    monkeypatch.setattr(warmup, "_cached", lambda kernel, args: False)
-    helper = warmup.ahead(spec, [7, 2])
+    assert compile_ahead.ahead(custom, [7]).proc is None
+    monkeypatch.setattr(compile_ahead, "_cached", lambda kernel, args: False)
+    helper = compile_ahead.ahead(spec, [7, 2])
     assert helper.proc is not None and helper.proc.wait(120) == 0
     helper.wait()
     assert helper.proc is None

@@ -4,11 +4,14 @@ this CPU's limit for the innermost loop, start-up and memory; the same as ``pyth
 The benchmarks live in the repository's top-level ``bench/`` folder, which is not part of the installed package:
 this command finds it next to the ``onlinepg`` package of a source checkout (an editable install) and runs it.
 """
-import importlib
+import runpy
 import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+# One-way: this command only locates bench/ and runs it (runpy); bench uses onlinepg but never imports this
+# module. The options both parse are defined once, in ._bench_options.
+from ._bench_options import add_arguments  # noqa: F401 - the command's options (onlinepg.cli calls it)
 
 HELP = ("benchmarks against the peers, scaling, the CPU's limit, start-up and memory, fig1 end to end (writes "
         "bench.json, bench.md)")
@@ -21,6 +24,7 @@ def _repo_root():
 
 
 def _orchestrator():
+    """The globals of the checkout's bench/__main__.py, run (not imported as a dependency) with runpy."""
     root = _repo_root()
     if root is None:
         raise ConfigError("onlinepg bench needs the repository's bench/ folder, which is not installed with the "
@@ -29,23 +33,16 @@ def _orchestrator():
                           "repository root")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    module = importlib.import_module("bench.__main__")
+    # the module's code with __package__ 'bench' (its relative imports work), but not as __main__: its main() is
+    # not run, so the command calls run() with its own prog name
+    orchestrator = runpy.run_module("bench.__main__", run_name="bench.__main__")
     # another top-level 'bench' (some other project's) could shadow ours: refuse rather than run it
-    if Path(module.__file__).resolve().parent != root / "bench":
-        raise ConfigError(f"onlinepg bench: `import bench` found {module.__file__}, not {root / 'bench'}; run "
+    found = orchestrator.get("__file__")
+    if found is None or Path(found).resolve().parent != root / "bench":
+        raise ConfigError(f"onlinepg bench: `import bench` found {found}, not {root / 'bench'}; run "
                           "`python -m bench` from the repository root instead")
-    return module
-
-
-def add_arguments(p):
-    """The options of ``onlinepg bench`` and ``python -m bench`` (one definition; light enough for --help)."""
-    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run: every row, not the reference "
-                                                        "figures)")
-    p.add_argument("--out", help="output folder for bench.json and bench.md (default runs/bench-<timestamp>)")
-    p.add_argument("--sections", default="1,2,3,4,5,6", help="comma-separated section numbers (default all)")
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
-                   help="first wait up to SECONDS for the 1-minute load average to fall below 0.5")
+    return orchestrator
 
 
 def main(args):
-    return _orchestrator().run(args, prog="onlinepg bench")
+    return _orchestrator()["run"](args, prog="onlinepg bench")

@@ -1,7 +1,8 @@
 """Shared machinery of the paper-reproduction and theorem-scaling experiments.
 
-An experiment is a module with ``NAME``, ``DESCRIPTION`` and ``run(ctx)``. Its settings live in
-``data/configs/experiments/<name>.toml``:
+An experiment is a module of this package defining ``run(ctx)``, registered under its command-line
+name in ``onlinepg.experiments.MODULES`` (e.g. ``"lq-curves": "lq_curves"``). Its settings, description
+included, live in ``data/configs/experiments/<name>.toml``:
 
     [experiment]   description, default seed count
     [full]         the paper's parameters (docs/theory.md §6); ``seeds`` in a scale table overrides the default
@@ -40,6 +41,7 @@ from .. import config as C
 from ..engine import run as engine_run
 from ..errors import ConfigError
 from ..outdir import makedirs, write_bytes, write_text
+from ..validate import INT64_MAX, INT64_MIN, int_text
 from ..shipped import read_data
 from ..trace import read_table
 
@@ -67,11 +69,29 @@ def load_spec(name):
     return C.tomllib.loads(read_data("configs", "experiments", f"{name}.toml"))
 
 
-def _parse_value(raw):
-    try:
-        return C.tomllib.loads(f"v = {raw}")["v"]
-    except C.tomllib.TOMLDecodeError:
-        return raw
+def _param_value(name, key, raw, default):
+    """The ``--set key=raw`` value of parameter ``key`` of experiment ``name``, of the type its spec gives it (an
+    integer where the spec has one, within int64; a number; a list of numbers; a string), or one ConfigError."""
+    value = C.parse_value(key, raw)
+    kind = type(default)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if kind is list:
+        ok = isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+        values = value if ok else []
+    else:
+        values = [value]
+    if ok and any(isinstance(x, int) and not isinstance(x, bool) and not INT64_MIN <= x <= INT64_MAX
+                  for x in values):
+        raise ConfigError(f"parameter {key} of experiment {name} must lie within 64-bit integers "
+                          f"[{int_text(INT64_MIN)}, {int_text(INT64_MAX)}], got {raw}")
+    if not ok:
+        what = {int: "an integer", float: "a number", list: "a list of numbers", str: "a string",
+                bool: "true or false"}.get(kind, kind.__name__)
+        raise ConfigError(f"parameter {key} of experiment {name} must be {what} (like its default "
+                          f"{default!r}), got {raw}")
+    return value
 
 
 class Context:
@@ -95,7 +115,7 @@ class Context:
             if "." in key:
                 self.config_sets.append(f"{key}={raw}")
             elif key in self.params:
-                self.params[key] = _parse_value(raw)
+                self.params[key] = _param_value(name, key, raw, self.params[key])
             else:
                 raise ConfigError(f"unknown parameter {key!r} of experiment {name}; accepted: "
                                   f"{', '.join(self.params)} or section.key=value for the run config")

@@ -4,9 +4,11 @@ import pathlib
 import re
 
 import numpy as np
+import pytest
 from numba import njit
 
 import onlinepg.kernels as K
+from conftest import JIT_DISABLED
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,6 +20,8 @@ def _first_python_block(path, after=""):
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
+@pytest.mark.skipif(JIT_DISABLED, reason="the snippet's 100 000 rounds take ~45 s as plain Python; the JIT pass "
+                                        "runs it, and the kernel tests cover the kernels it calls")
 def test_embedding_example_runs(capsys):
     code = _first_python_block(ROOT / "docs" / "embedding.md")
     exec(compile(code, "docs/embedding.md", "exec"), {"__name__": "docs"})
@@ -34,6 +38,8 @@ def test_api_example_runs():
     assert ns["smp"].Y.shape == (1024, 128)
 
 
+@pytest.mark.skipif(JIT_DISABLED, reason="a whole engine run, ~2 min as plain Python; the JIT pass runs it, and the "
+                                        "kernel tests cover the kernels it calls")
 def test_readme_first_example_runs(tmp_path, monkeypatch, capsys):
     code = _first_python_block(ROOT / "README.md", after="## A first example")
     monkeypatch.chdir(tmp_path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .kernels.codes import NCOUNT, TRACE_SCHEMA
-from .schedule import checkpoint_interval, is_batched
+from .schedule import checkpoint_interval
 
 F8 = 8                      # float64 / int64 bytes
 TRACE_WIDTH = len(TRACE_SCHEMA)     # per-round trace columns (rounds/), every one 8 bytes
@@ -35,28 +35,23 @@ MAX_TOKENS = 10**15         # at 10^6 tokens a second (this machine: 0.4–2·10
 
 def _dims(cfg):
     """(D weights, floats per context, M cells contexts (0 for other tasks), held-out contexts) of ``cfg``."""
-    t = cfg["task"]
-    k, N, d = t["k"], t["N"], t["d"]
-    if t["kind"] == "constant":                # one-hot contexts over M directions, and the S ≈ M/tail slots
-        d = t["M"] or max(2, int(round(k / ((k - 1) * t["gamma"] ** 2))))
-    cells = t["kind"] == "cells"
-    M = (t["M"] or max(1, int(round(1.0 / (N * t["gamma"] ** 2))))) if cells else 0
-    D = M * N * k if cells else d * k + k * k
-    n_test = min(t["test_contexts"], M) if cells else t["test_contexts"]
-    return D, 0 if cells else d, M, n_test
+    t = cfg.task
+    cells = t.kind == "cells"
+    M = t.contexts_M if cells else 0
+    return t.D, t.context_dim, M, min(t.test_contexts, M) if cells else t.test_contexts
 
 
 def _weights_fields(cfg):
-    return "task.M × task.N × task.k" if cfg["task"]["kind"] == "cells" else "task.d × task.k + task.k²"
+    return "task.M × task.N × task.k" if cfg.task.kind == "cells" else "task.d × task.k + task.k²"
 
 
 def estimate(cfg):
     """[(what, fields, bytes, transient)] of the large arrays a run of the resolved ``cfg`` allocates;
     ``transient`` ones are not held at the same time as each other."""
-    t, b, a, r = cfg["task"], cfg["base"], cfg["algo"], cfg["run"]
-    k, N = t["k"], t["N"]
+    t, b, a, r = cfg.task, cfg.base, cfg.algo, cfg.run
+    k, N = t.k, t.N
     D, ctx, M, n_test = _dims(cfg)
-    cells = t["kind"] == "cells"
+    cells = t.kind == "cells"
     terms = [("weights and optimiser state (w, w0, Adagrad, checkpoint copies)", _weights_fields(cfg), 6 * D * F8,
               False)]
     if cells:
@@ -64,24 +59,24 @@ def estimate(cfg):
     test_fields = "task.test_contexts × (task.d + task.N)"
     terms.append(("the held-out test set", test_fields, n_test * (ctx + N + 1) * F8, False))
     terms.append(("the exact evaluation of the test set", test_fields, n_test * (N + 2) * F8, True))
-    if t["stream"] != "iid":
-        pool = t["pool"] or M
+    if t.stream != "iid":
+        pool = t.pool or M
         terms.append(("the finite context pool", "task.pool × (task.d + task.N)", pool * (ctx + N + 1) * F8, False))
-    if is_batched(cfg):
+    if cfg.algo.batched:
         terms.append(("one batched step (contexts, samples, log-probs, gradients)", "algo.batch × task.N",
-                      a["batch"] * (ctx + 6 * N + 6) * F8, True))
+                      a.batch * (ctx + 6 * N + 6) * F8, True))
     else:
-        rows = min(r["chunk"], r["rounds"], r["eval_every"])
-        extra = a["m"] if a["name"] == "best_of_m" else 1
+        rows = min(r.chunk, r.rounds, r.eval_every)
+        extra = a.m if a.name == "best_of_m" else 1
         terms.append(("one chunk of contexts and their responses", "run.chunk × (task.d + task.N)",
-                      rows * (ctx + N + 1) * F8 + rows * TRACE_WIDTH * F8 // r["trace_every"]
+                      rows * (ctx + N + 1) * F8 + rows * TRACE_WIDTH * F8 // r.trace_every
                       + extra * N * k * F8, True))
-    if b["kind"] == "pretrain":
-        terms.append(("the pretraining batch", "base.batch × (task.d + task.N)", b["batch"] * (ctx + 4 * N) * F8,
+    if b.kind == "pretrain":
+        terms.append(("the pretraining batch", "base.batch × (task.d + task.N)", b.batch * (ctx + 4 * N) * F8,
                       True))
-    if r["tracked"] == "test":
+    if r.tracked == "test":
         terms.append(("the tracked contexts", "run.tracked_count × task.N",
-                      min(r["tracked_count"], n_test) * (ctx + 3 * N) * F8, False))
+                      min(r.tracked_count, n_test) * (ctx + 3 * N) * F8, False))
     return terms
 
 
@@ -90,34 +85,34 @@ def work_estimate(cfg):
     pg round draws algo.group_size responses; best_of_m and pg_process may end a round early, so they count one),
     the exact evaluations' and the pretraining's — each with the change of one setting (the others as they are)
     that brings it within ``MAX_TOKENS``."""
-    t, b, a, r = cfg["task"], cfg["base"], cfg["algo"], cfg["run"]
-    N = t["N"]
-    if is_batched(cfg):
-        per_round, fields = N * a["batch"], "run.rounds × algo.batch × task.N"
-    elif a["name"] == "pg":
-        per_round, fields = N * a["group_size"], "run.rounds × algo.group_size × task.N"
+    t, b, a, r = cfg.task, cfg.base, cfg.algo, cfg.run
+    N = t.N
+    if cfg.algo.batched:
+        per_round, fields = N * a.batch, "run.rounds × algo.batch × task.N"
+    elif a.name == "pg":
+        per_round, fields = N * a.group_size, "run.rounds × algo.group_size × task.N"
     else:
         per_round, fields = N, "run.rounds × task.N"
-    terms = [("the rounds' responses", fields, r["rounds"] * per_round,
+    terms = [("the rounds' responses", fields, r.rounds * per_round,
               f"lower run.rounds to at most {MAX_TOKENS // per_round}")]
     per_eval = _dims(cfg)[3] * N
-    spare = MAX_TOKENS // per_eval - 1 - r["eval_log_points"]   # evaluations at eval_every that would fit
+    spare = MAX_TOKENS // per_eval - 1 - r.eval_log_points   # evaluations at eval_every that would fit
     fix = f"lower task.test_contexts to at most {MAX_TOKENS // (_evaluations(cfg) * N)}"
     if spare >= 1:
-        fix = f"raise run.eval_every to at least {-(-r['rounds'] // spare)} or {fix}"
+        fix = f"raise run.eval_every to at least {-(-r.rounds // spare)} or {fix}"
     terms.append(("the exact evaluations of the test set", "run.rounds / run.eval_every × task.test_contexts × "
                   "task.N", _evaluations(cfg) * per_eval, fix))
-    if b["kind"] == "pretrain":
-        terms.append(("the pretraining batches", "base.steps × base.batch × task.N", b["steps"] * b["batch"] * N,
-                      f"lower base.steps to at most {MAX_TOKENS // (b['batch'] * N)}"))
+    if b.kind == "pretrain":
+        terms.append(("the pretraining batches", "base.steps × base.batch × task.N", b.steps * b.batch * N,
+                      f"lower base.steps to at most {MAX_TOKENS // (b.batch * N)}"))
     return terms
 
 
 def _evaluations(cfg):
     """Test-error evaluations of a run of ``cfg`` at the most: round 0, every eval_every, the log-spaced ones and
     the last round (schedule.Schedule)."""
-    r = cfg["run"]
-    return 1 + -(-r["rounds"] // r["eval_every"]) + r["eval_log_points"]
+    r = cfg.run
+    return 1 + -(-r.rounds // r.eval_every) + r.eval_log_points
 
 
 def disk_estimate(cfg):
@@ -130,24 +125,24 @@ def disk_estimate(cfg):
     1.25 of them (dictionary pages), so the raw bytes are what a run can be promised to need, not a lower bound.
     Checkpoints are uncompressed .npz (weights, Adagrad state, counters): run.keep_checkpoints of them, plus the
     one being written, or all of them with keep_checkpoints = 0."""
-    t, r = cfg["task"], cfg["run"]
+    t, r = cfg.task, cfg.run
     D, _, _, n_test = _dims(cfg)
     weights = _weights_fields(cfg)
-    rounds = r["rounds"]
+    rounds = r.rounds
     n_ckpt = -(-rounds // checkpoint_interval(cfg))
-    rows = -(-rounds // r["trace_every"])
+    rows = -(-rounds // r.trace_every)
     terms = [("rounds/, the per-round trace", "run.rounds / run.trace_every",
               rows * TRACE_WIDTH * F8 + min(rows, n_ckpt) * PART_BYTES, ("trace_every", +1))]
     n_eval = _evaluations(cfg)
     terms.append(("eval/, the test-error evaluations", "run.rounds / run.eval_every",
                   n_eval * EVAL_WIDTH * F8 + min(n_eval, n_ckpt + 1) * PART_BYTES, ("eval_every", +1)))
-    n_tracked = {"none": 0, "centres": t["centres"], "test": min(r["tracked_count"], n_test)}[r["tracked"]]
+    n_tracked = {"none": 0, "centres": t.centres, "test": min(r.tracked_count, n_test)}[r.tracked]
     if n_tracked:               # run.track_every = 0: at every evaluation
-        every = "track_every" if r["track_every"] else "eval_every"
-        events = 2 + rounds // r["track_every"] if r["track_every"] else n_eval
+        every = "track_every" if r.track_every else "eval_every"
+        events = 2 + rounds // r.track_every if r.track_every else n_eval
         terms.append(("tracked/, the tracked contexts' likelihoods", f"run.rounds / run.{every}",
                       events * n_tracked * TRACKED_WIDTH * F8 + min(events, n_ckpt + 1) * PART_BYTES, (every, +1)))
-    kept = n_ckpt if r["keep_checkpoints"] == 0 else min(n_ckpt, r["keep_checkpoints"] + 1)
+    kept = n_ckpt if r.keep_checkpoints == 0 else min(n_ckpt, r.keep_checkpoints + 1)
     terms.append(("checkpoints/, weights and optimiser state", f"run.keep_checkpoints × ({weights})",
                   kept * ((2 * D + NCOUNT) * F8 + NPZ_BYTES), ("keep_checkpoints", -1)))
     terms.append(("base.npz, the base weights", weights, D * F8 + NPZ_BYTES, None))
@@ -249,16 +244,16 @@ def _what_fits(cfg, free, knob):
     fits = []
     if knob is not None:
         key, sign = knob
-        now = cfg["run"][key]
+        now = getattr(cfg.run, key)
         if sign > 0:        # raise it, up to rounds
-            best = _bisect(cfg, free, key, max(now, 1), cfg["run"]["rounds"], fits_high=True)
+            best = _bisect(cfg, free, key, max(now, 1), cfg.run.rounds, fits_high=True)
             if best is not None:
                 fits.append(f"raise run.{key} to at least {best}")
         else:               # keep fewer checkpoints (0 keeps all of them)
-            best = _bisect(cfg, free, key, 1, now - 1 if now else cfg["run"]["rounds"], fits_high=False)
+            best = _bisect(cfg, free, key, 1, now - 1 if now else cfg.run.rounds, fits_high=False)
             if best is not None:
                 fits.append(f"set run.{key} to at most {best}")
-    best = _bisect(cfg, free, "rounds", 1, cfg["run"]["rounds"] - 1, fits_high=False)
+    best = _bisect(cfg, free, "rounds", 1, cfg.run.rounds - 1, fits_high=False)
     if best is not None:
         fits.append(f"lower run.rounds to at most {best}")
     return fits
@@ -268,7 +263,7 @@ def _bisect(cfg, free, key, lo, hi, fits_high):
     """The value of run.``key`` in [lo, hi] nearest its current one whose output fits in ``free`` bytes (None if
     none does): the least one when the large values fit (``fits_high``), else the greatest."""
     def fits(v):
-        return sum(t[2] for t in disk_estimate({**cfg, "run": {**cfg["run"], key: v}})) <= free
+        return sum(t[2] for t in disk_estimate(cfg.replace(run={key: v}))) <= free
     if lo > hi or not fits(hi if fits_high else lo):
         return None
     while lo < hi:

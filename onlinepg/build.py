@@ -10,13 +10,13 @@ from .tasks import Batch, CellsTask, ConstantTask, TeacherTask, bottleneck_base,
 
 
 def build_task(cfg):
-    t = cfg["task"]
-    if t["kind"] == "teacher":
-        return TeacherTask(t["d"], t["k"], t["N"], contexts_kind=t["contexts"], centres=t["centres"],
-                           sigma=t["sigma"], seed=t["seed"], normalize=t["normalize"])
-    if t["kind"] == "constant":
-        return ConstantTask(t["k"], t["N"], M=t["M"], tail=t["tail"], gamma=t["gamma"], seed=t["seed"])
-    return CellsTask(t["k"], t["N"], M=t["M"], gamma=t["gamma"], seed=t["seed"])
+    t = cfg.task
+    if t.kind == "teacher":
+        return TeacherTask(t.d, t.k, t.N, contexts_kind=t.contexts, centres=t.centres,
+                           sigma=t.sigma, seed=t.seed, normalize=t.normalize)
+    if t.kind == "constant":
+        return ConstantTask(t.k, t.N, M=t.M, tail=t.tail, gamma=t.gamma, seed=t.seed)
+    return CellsTask(t.k, t.N, M=t.M, gamma=t.gamma, seed=t.seed)
 
 
 class ContextStream:
@@ -35,19 +35,19 @@ class ContextStream:
     WINDOW_CELLS = 1 << 21
 
     def __init__(self, task, cfg):
-        t = cfg["task"]
+        t = cfg.task
         self.task = task
-        self.kind = t["stream"]
-        self.seed = t["seed"]
-        self.offset = t["offset"]
+        self.kind = t.stream
+        self.seed = t.seed
+        self.offset = t.offset
         self._window = (0, None)      # the i.i.d. read-ahead: (its first index, its Batch)
         if self.kind != "iid":
             if isinstance(task, CellsTask):
-                size = t["pool"] or task.M
+                size = t.pool or task.M
                 self.pool = Batch(np.zeros((size, 0)), np.arange(size, dtype=np.int64) % task.M,
                                   task.ystar[np.arange(size) % task.M])
             else:
-                self.pool = task.draw(0, t["pool"], stream="pool")
+                self.pool = task.draw(0, t.pool, stream="pool")
             self.size = len(self.pool.J)
 
     def batch(self, first, n, until=None):
@@ -80,7 +80,7 @@ def _rows(b, lo, n):
 
 
 def test_batch(task, cfg):
-    n = cfg["task"]["test_contexts"]
+    n = cfg.task.test_contexts
     if isinstance(task, CellsTask) and task.M <= n:
         return task.all_contexts()          # exact expectation over the uniform context distribution
     if isinstance(task, ConstantTask):
@@ -89,12 +89,12 @@ def test_batch(task, cfg):
 
 
 def tracked_batch(task, test, cfg):
-    mode = cfg["run"]["tracked"]
+    mode = cfg.run.tracked
     if mode == "centres" and isinstance(task, TeacherTask) and task.contexts_kind == "mixture":
         return task.centre_contexts()
     if mode == "none":
         return None
-    n = min(cfg["run"]["tracked_count"], len(test.J))
+    n = min(cfg.run.tracked_count, len(test.J))
     # keep the contexts' own ids: a cells context *is* its id (the features read J), so renumbering them
     # 0..n−1 scored each y* on another context's cells
     return Batch(test.X[:n], test.J[:n].copy(), test.Ystar[:n])
@@ -102,44 +102,44 @@ def tracked_batch(task, test, cfg):
 
 def pretrain(task, cfg, policy):
     """The paper's base-model stage: batched supervised steps (mean over batch × N) from ``policy``."""
-    b = cfg["base"]
+    b = cfg.base
     f = policy.features
     G2 = np.zeros(f.D)
-    B, N = b["batch"], task.N
+    B, N = b.batch, task.N
     fused = K.fused_supported(f.fm, "fit", "none")
     if fused:       # the fused step's fit mode: the supervised gradient, nothing sampled (kernels/pg_step.py)
         params, out, g = K.step_params("fit", scale=1.0 / (B * N)), K.step_out(B, N), np.zeros(f.D)
-    for step in range(b["steps"]):
+    for step in range(b.steps):
         batch = task.draw(step * B, B, stream="pretrain")
         if fused:
             g[:] = 0.0
             f.kernel("pg_step", B)(f.fm, policy.w, batch.X, batch.Ystar, params, 0, 0, out, g)
         else:
             g = policy.grad(batch.X, batch.J, batch.Ystar, np.ones(B), scale=1.0 / (B * N))
-        policy.update(g, b["lr_rule"], b["lr"], G2)
+        policy.update(g, b.lr_rule, b.lr, G2)
     return policy
 
 
 def build_base(task, cfg):
     """The initial policy w_0 (also the frozen base q_0 of the exploring algorithms)."""
-    b = cfg["base"]
-    kind = b["kind"]
+    b = cfg.base
+    kind = b.kind
     if kind == "zero":
         return Policy(task.features)
     if kind == "pretrain":
         return pretrain(task, cfg, Policy(task.features))
     if kind == "load":
         try:
-            pol = load_policy(b["path"])
+            pol = load_policy(b.path)
         except ConfigError as exc:
             raise ConfigError(f"base.path: {exc}") from None
         if pol.features != task.features:
-            raise ConfigError(f"base.path {b['path']} holds weights for {pol.features}, but the task needs "
+            raise ConfigError(f"base.path {b.path} holds weights for {pol.features}, but the task needs "
                               f"{task.features}")
         return Policy(task.features, pol.w)
     if kind == "alpha":
-        return cells_base(task, b["alpha"])
+        return cells_base(task, b.alpha)
     if kind == "staircase":
-        return staircase_base(task, b["alphas"], b["fractions"])[0]
-    return bottleneck_base(task, b["alpha"], position=b["position"], easy=b["easy"])
+        return staircase_base(task, b.alphas, b.fractions)[0]
+    return bottleneck_base(task, b.alpha, position=b.position, easy=b.easy)
 

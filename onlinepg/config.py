@@ -5,6 +5,7 @@ or lists. ``resolve(user)`` fills defaults, checks every key, and returns the fu
 unknown section or key, or a bad value, raises one ``ConfigError`` naming ``section.key`` and the accepted
 values, before anything is written anywhere.
 """
+import dataclasses
 import math
 import numbers
 import re
@@ -199,12 +200,117 @@ SCHEMA = {
 }
 
 
+# -- the resolved config: frozen, typed sections -------------------------------------------------------------
+#
+# ``resolve`` returns a ``Spec``: four frozen dataclasses whose fields are the schema's keys (read as
+# ``spec.task.k``), each value checked, and every value derived from several keys defined once, here, as a
+# property. Downstream code reads the spec; only the TOML/``--set`` layer above sees dicts.
+
+def margin_contexts(kind, k, N, M, gamma):
+    """The number of contexts of a margin task: ``M`` if given, else the M that the margin ``gamma`` asks for —
+    cells round(1/(N γ²)) (at least 1), constant round(k/((k−1) γ²)) (at least 2). The one definition: the config,
+    the memory bound and the tasks (``tasks.CellsTask``, ``tasks.ConstantTask``) use it."""
+    if M:
+        return M
+    if kind == "cells":
+        return max(1, int(round(1.0 / (N * gamma ** 2))))
+    return max(2, int(round(k / ((k - 1) * gamma ** 2))))
+
+
+class _Section:
+    """What every section shares: its keys as a plain dict (lists as lists), for TOML and comparisons."""
+
+    def to_dict(self):
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in (getattr(self, f.name),)}
+
+
+class _TaskProps(_Section):
+    @property
+    def contexts_M(self):
+        """The number of contexts of a margin task (``margin_contexts``); 0 for the teacher."""
+        return margin_contexts(self.kind, self.k, self.N, self.M, self.gamma) if self.kind != "teacher" else 0
+
+    @property
+    def context_dim(self):
+        """Floats per context row: d (teacher), M one-hot directions (constant), 0 (cells: a context is its id)."""
+        return {"teacher": self.d, "constant": self.contexts_M, "cells": 0}[self.kind]
+
+    @property
+    def D(self):
+        """The feature (weight) dimension: M·N·k for cells, context_dim·k + k² for the bigram map."""
+        if self.kind == "cells":
+            return self.contexts_M * self.N * self.k
+        return self.context_dim * self.k + self.k * self.k
+
+
+class _AlgoProps(_Section):
+    @property
+    def batched(self):
+        """True for the batched algorithms (pg_batch; sgd with algo.batch > 1): a round is a step over a batch."""
+        return self.name == "pg_batch" or (self.name == "sgd" and self.batch > 1)
+
+    @property
+    def group(self):
+        """Samples per group G that a baseline averages over: algo.group_size for the group baselines
+        (group_mean, loo), else 1."""
+        return self.group_size if self.baseline in ("group_mean", "loo") else 1
+
+    @property
+    def whole_batch(self):
+        """True when the baseline pools the whole batch (batch_mean, or loo with one sample per context)."""
+        return self.baseline == "batch_mean" or (self.baseline == "loo" and self.group == 1)
+
+
+def _section_class(name, sec, props):
+    cls = dataclasses.make_dataclass(name, [(key, object) for key in SCHEMA[sec]], bases=(props,), frozen=True)
+    cls.__module__ = __name__           # pickled by name (sweep workers receive specs)
+    return cls
+
+
+TaskSpec = _section_class("TaskSpec", "task", _TaskProps)
+BaseSpec = _section_class("BaseSpec", "base", _Section)
+AlgoSpec = _section_class("AlgoSpec", "algo", _AlgoProps)
+RunSpec = _section_class("RunSpec", "run", _Section)
+SECTION_CLASSES = {"task": TaskSpec, "base": BaseSpec, "algo": AlgoSpec, "run": RunSpec}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A resolved run config: ``spec.task``, ``spec.base``, ``spec.algo``, ``spec.run`` (frozen, typed)."""
+
+    task: TaskSpec
+    base: BaseSpec
+    algo: AlgoSpec
+    run: RunSpec
+
+    @classmethod
+    def from_dict(cls, resolved):
+        return cls(**{sec: SECTION_CLASSES[sec](**{k: (tuple(v) if isinstance(v, list) else v)
+                                                  for k, v in resolved[sec].items()}) for sec in SCHEMA})
+
+    def to_dict(self):
+        """The sections as plain dicts (a user config ``resolve`` gives back the same spec)."""
+        return {sec: getattr(self, sec).to_dict() for sec in SCHEMA}
+
+    def replace(self, **sections):
+        """A copy with some keys changed, e.g. ``spec.replace(run={"progress": False})`` (not re-checked)."""
+        return Spec(**{sec: dataclasses.replace(getattr(self, sec), **sections.get(sec, {})) for sec in SCHEMA})
+
+    @property
+    def quiet(self):
+        """This spec with run.progress off: what decides the numbers (progress changes none)."""
+        return self.replace(run={"progress": False})
+
+
 def defaults():
     return {sec: {key: spec.default for key, spec in keys.items()} for sec, keys in SCHEMA.items()}
 
 
 def resolve(user):
-    """Defaults ⊕ user values, every key checked; returns a new dict."""
+    """Defaults ⊕ user values (a dict of sections, or a ``Spec``), every key checked; returns a ``Spec``."""
+    if isinstance(user, Spec):
+        user = user.to_dict()
     if not isinstance(user, dict):
         raise ConfigError("config must be a table of sections: task, base, algo, run")
     check_depth(user, "config")         # a dict from the Python API has not been through parse_toml
@@ -219,7 +325,7 @@ def resolve(user):
                 raise ConfigError(f"unknown key {sec}.{key}; accepted: {', '.join(SCHEMA[sec])}")
             out[sec][key] = SCHEMA[sec][key].check(f"{sec}.{key}", value)
     _cross_checks(out)
-    return out
+    return Spec.from_dict(out)
 
 
 def _cross_checks(c):
@@ -246,11 +352,6 @@ def _cross_checks(c):
         raise ConfigError(f"algo.name {a['name']!r} needs task.N = 1 (a multiclass learner), got {t['N']}")
     if a["iw_clip"] != 0.0 and a["iw_clip"] < 1.0:
         raise ConfigError(f"algo.iw_clip must be 0 (off) or a number >= 1, got {a['iw_clip']}")
-    needs_base = (a["name"] in ("best_of_m", "pg_process") or
-                  (a["name"] == "pg" and a["behaviour"] in ("base", "mixture")))
-    if needs_base and b["kind"] == "zero":
-        # allowed (the base is the uniform policy) but say so in the resolved config's meaning
-        pass
     grouped = a["baseline"] in ("group_mean", "loo") or (a["name"] == "pg" and a["baseline"] == "batch_mean")
     if a["name"] == "pg_batch" and a["baseline"] in ("group_mean", "loo") and a["batch"] % a["group_size"]:
         raise ConfigError(f"algo.batch ({a['batch']}) must be a multiple of algo.group_size "
@@ -264,7 +365,7 @@ def _cross_checks(c):
                           f"{a['group_size']}): only the group_mean and loo baselines form groups; set "
                           "algo.baseline = 'group_mean' or 'loo', or drop algo.group_size")
     if t["kind"] == "cells" and t["stream"] != "iid" and t["pool"] > 0:
-        m = t["M"] or max(1, int(round(1.0 / (t["N"] * t["gamma"] ** 2))))
+        m = margin_contexts("cells", t["k"], t["N"], t["M"], t["gamma"])
         if t["pool"] > m:
             raise ConfigError(f"task.pool must be an integer in [0, {m}] for this cells task (task.M = {m}; 0 "
                               f"means all M contexts), got {t['pool']}: a larger pool would repeat contexts")
@@ -366,7 +467,10 @@ def _too_deep(what):
 
 
 def apply_overrides(user, sets):
-    """``section.key=value`` strings (value parsed as TOML, bare words as strings) into ``user``."""
+    """``section.key=value`` strings (value parsed as TOML, bare words as strings) into ``user`` (a dict of
+    sections or a ``Spec``); returns a new dict."""
+    if isinstance(user, Spec):
+        user = user.to_dict()
     if not isinstance(user, dict):
         raise ConfigError(f"config must be a table of sections (task, base, algo, run), got {type(user).__name__}")
     check_depth(user, "config")         # before any message below holds a repr of it
@@ -392,7 +496,9 @@ def apply_overrides(user, sets):
 
 
 def to_toml(config):
-    """Serialise a resolved config (flat sections of scalars and number lists)."""
+    """Serialise a resolved config (a ``Spec``, or flat sections of scalars and number lists)."""
+    if isinstance(config, Spec):
+        config = config.to_dict()
     lines = []
     for sec, values in config.items():
         lines.append(f"[{sec}]")

@@ -31,7 +31,7 @@ from .errors import ConfigError, Interrupted, RunError
 from .io import policy_arrays, save_npz
 from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
 from .learners import make_learner
-from .schedule import Schedule, checkpoint_interval, is_batched  # noqa: F401 (Schedule, checkpoint_interval: re-exported)
+from .schedule import Schedule, checkpoint_interval  # noqa: F401 (checkpoint_interval: re-exported)
 from .policy import Policy
 from .trace import PartWriter, run_metadata, write_json
 
@@ -43,15 +43,11 @@ TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.in
 TIMING_KEYS = ("wall_seconds", "compile_seconds", "base_seconds", "rounds_per_second")
 
 
-def _strip_progress(cfg):
-    return {s: {k: v for k, v in cfg[s].items() if k != "progress"} for s in cfg}
-
-
 def config_hash(cfg):
     """A short hash of the resolved config (run.progress aside: it changes no number). Every checkpoint and
     every trace part's manifest line carries it, so ``--resume`` can tell whether they belong to this config."""
     import hashlib
-    return hashlib.sha256(C.to_toml({**cfg, "run": {**cfg["run"], "progress": False}}).encode()).hexdigest()[:16]
+    return hashlib.sha256(C.to_toml(cfg.quiet).encode()).hexdigest()[:16]
 
 
 def _saved_config(out):
@@ -77,18 +73,18 @@ def _resolve(config, out, resume, sets, progress):
         user = saved if resume else C.default_experiment(sets)
     elif isinstance(config, (str, os.PathLike)) and not isinstance(config, bool):
         user = C.load(config)
-    elif isinstance(config, dict):
+    elif isinstance(config, (dict, C.Spec)):
         user = config
     else:
         raise ConfigError("config must be None (the default experiment), a dict of sections (task, base, algo, "
-                          f"run) or a TOML file path, got {type(config).__name__} {config!r}")
+                          f"run), a resolved config (config.Spec) or a TOML file path, got {type(config).__name__} {config!r}")
     user = C.apply_overrides(user, sets)
     if progress is not None:
         if not isinstance(progress, bool):
             raise ConfigError(f"progress must be None, true or false, got {progress!r}")
         user.setdefault("run", {})["progress"] = progress
     cfg = C.resolve(user)
-    if resume and _strip_progress(C.resolve(saved)) != _strip_progress(cfg):
+    if resume and C.resolve(saved).quiet != cfg.quiet:
         raise ConfigError(f"--resume: the config differs from the one {out} was started with")
     return cfg
 
@@ -128,14 +124,14 @@ class Evaluator:
 
 
 def _progress(cfg, total, start):
-    if not cfg["run"]["progress"]:
+    if not cfg.run.progress:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
     return tqdm(total=total, initial=start, unit="round", file=sys.stderr, dynamic_ncols=True,
-                desc=cfg["algo"]["name"])
+                desc=cfg.algo.name)
 
 
 def _warm_kernels(learner):
@@ -153,7 +149,8 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     """Run one experiment into the folder ``out``; returns the summary dict.
 
     ``config``: None (the default experiment, ``config.default_experiment``: its [algo] section is pg_batch's
-    and is dropped when ``sets`` switch ``algo.name``), a dict of sections, or a path to a TOML file.
+    and is dropped when ``sets`` switch ``algo.name``), a dict of sections, a resolved ``config.Spec``, or a
+    path to a TOML file.
     ``sets``: ``section.key=value`` overrides. ``overwrite``: replace ``out`` if it is a run folder — only
     after the new config, its base weights and task have been built. ``resume``: continue the run in ``out``
     from its last checkpoint (``config`` None, or the same config); not with ``overwrite``. One process writes
@@ -277,7 +274,7 @@ def _run(cfg, claim, resume, t_start):
     cfg_toml = C.to_toml(cfg)
     if not resume:
         outdir.write_text(out / "config.toml", cfg_toml)
-    meta = run_metadata(cfg_toml, cfg["run"]["seed"])
+    meta = run_metadata(cfg_toml, cfg.run.seed)
     h = config_hash(cfg)
     writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta, config_hash=h),
                "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta, config_hash=h),
@@ -290,13 +287,13 @@ def _run(cfg, claim, resume, t_start):
         save_npz(out / "base.npz", policy_arrays(base))
 
     compile_seconds = _warm_kernels(learner)
-    total = cfg["run"]["rounds"]
+    total = cfg.run.rounds
     schedule = Schedule(cfg)
     every_ckpt = checkpoint_interval(cfg)
-    chunk = cfg["run"]["chunk"]
+    chunk = cfg.run.chunk
     bar = _progress(cfg, total, start)
     helper.wait()
-    per_round = cfg["algo"]["batch"] if is_batched(cfg) else 1
+    per_round = cfg.algo.batch if cfg.algo.batched else 1
     t = start
     try:
         if start == 0:
@@ -322,11 +319,11 @@ def _run(cfg, claim, resume, t_start):
                 for w in writers.values():
                     w.flush()
                     w.start_segment(t)
-                _checkpoint(ckpt_dir, learner, evaluator, t, cfg["run"]["keep_checkpoints"], stopped, h)
+                _checkpoint(ckpt_dir, learner, evaluator, t, cfg.run.keep_checkpoints, stopped, h)
         if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
             writers["eval"].flush()
             writers["tracked"].flush()
-            _checkpoint(ckpt_dir, learner, evaluator, 0, cfg["run"]["keep_checkpoints"], stopped, h)
+            _checkpoint(ckpt_dir, learner, evaluator, 0, cfg.run.keep_checkpoints, stopped, h)
     except KeyboardInterrupt:
         kept = sorted(ckpt_dir.glob("ckpt-*.npz"))
         saved = f"round {int(kept[-1].stem.split('-')[1])}" if kept else "no checkpoint yet"
@@ -337,7 +334,7 @@ def _run(cfg, claim, resume, t_start):
             bar.close()
     loop_seconds = time.perf_counter() - t_loop
     summary = _summary(cfg, learner, evaluator, out, total, start)
-    target = cfg["run"]["target_error"]
+    target = cfg.run.target_error
     summary.update(wall_seconds=time.perf_counter() - t_start, compile_seconds=compile_seconds,
                    base_seconds=base_seconds, stopped_early=bool(stopped),
                    reached_target=bool(0 < target and summary["final_test_error"] <= target),
@@ -349,9 +346,9 @@ def _run(cfg, claim, resume, t_start):
 def _should_stop(cfg, err, counters):
     """Checked at every evaluation (so the stopping round is the same for any chunk size): the exact test
     error reached run.target_error, or the reward queries (ORM + PRM) reached run.max_queries."""
-    r = cfg["run"]
+    r = cfg.run
     queries = counters[COUNTERS.index("orm_queries")] + counters[COUNTERS.index("prm_queries")]
-    return (r["target_error"] > 0 and err <= r["target_error"]) or (0 < r["max_queries"] <= queries)
+    return (r.target_error > 0 and err <= r.target_error) or (0 < r.max_queries <= queries)
 
 
 def _checkpoint(folder, learner, evaluator, round_, keep, stopped, cfg_hash):
@@ -371,9 +368,9 @@ def _summary(cfg, learner, evaluator, out, total, start):
     c = learner.counters
     summary = {name: (float(c[i]) if name == "mistakes_expected" else int(c[i])) for i, name in enumerate(COUNTERS)}
     summary.update(final_test_error=last["test_error"], final_test_error_avg=last["test_error_avg"],
-                   final_mean_loglik_star=last["mean_loglik_star"], algo=cfg["algo"]["name"],
-                   seed=cfg["run"]["seed"], resumed_from=start, features=cfg["task"]["kind"],
-                   normalize=cfg["task"]["normalize"], kernel_threads=K_threads())
+                   final_mean_loglik_star=last["mean_loglik_star"], algo=cfg.algo.name,
+                   seed=cfg.run.seed, resumed_from=start, features=cfg.task.kind,
+                   normalize=cfg.task.normalize, kernel_threads=K_threads())
     return summary
 
 

@@ -12,7 +12,6 @@ from .kernels import rounds as R
 from .kernels.codes import (BASELINES, C_MIST_EXPECTED, C_MIST_SAMPLED, C_ORM, C_PRM, C_ROUNDS, C_TOKENS,
                             C_UPDATES, LR_RULES, NCOUNT, NTRACE)
 from .errors import RunError
-from .schedule import is_batched
 from .seeds import derive_seed
 
 
@@ -28,8 +27,8 @@ class Learner:
         self.w0 = base.w.copy()
         self.G2 = np.zeros(self.features.D)
         self.counters = np.zeros(NCOUNT)
-        self.seed = derive_seed(cfg["run"]["seed"], "sampling")
-        self.trace_every = cfg["run"]["trace_every"]
+        self.seed = derive_seed(cfg.run.seed, "sampling")
+        self.trace_every = cfg.run.trace_every
 
     def state(self):
         return {"w": self.policy.w, "G2": self.G2, "counters": self.counters}
@@ -48,14 +47,14 @@ class RoundLearner(Learner):
 
     def __init__(self, cfg, stream, policy, base):
         super().__init__(cfg, stream, policy, base)
-        a = cfg["algo"]
-        self.params = K.round_params(**{key: a[key] for key in R.PARAM_KEYS})
+        a = cfg.algo
+        self.params = K.round_params(**{key: getattr(a, key) for key in R.PARAM_KEYS})
 
     @property
     def kind(self):
         """The round kernel this learner runs (a ``kernels.rounds.ROUNDS`` key)."""
-        a = self.cfg["algo"]
-        return R.round_kind(a["name"], self.params, self.features.fm, a["variant"])
+        a = self.cfg.algo
+        return R.round_kind(a.name, self.params, self.features.fm, a.variant)
 
     def advance(self, first, n):
         b = self.stream.batch(first, n)
@@ -71,28 +70,28 @@ class BatchLearner(Learner):
 
     def __init__(self, cfg, stream, policy, base):
         super().__init__(cfg, stream, policy, base)
-        a = cfg["algo"]
-        self.B = a["batch"]
-        self.G = a["group_size"] if a["baseline"] in ("group_mean", "loo") else 1
-        self.rule = a["lr_rule"]
-        self.lr = a["lr"]
+        a = cfg.algo
+        self.B = a.batch
+        self.G = a.group
+        self.whole_batch = a.whole_batch
+        self.rule = a.lr_rule
+        self.lr = a.lr
         # the update's arguments, checked once (Policy.update checks them at every call)
         self._rule_code = LR_RULES[self.rule]
         self._G2_arg = self.G2 if self._rule_code == K.ADAGRAD else np.empty(0)
-        self.supervised = a["name"] == "sgd"
-        self.process = a["reward_type"] == "process"
-        self.neg = -1.0 if a["reward"] == "pm1" else 0.0
-        self.baseline = a["baseline"]
-        self.std_scale = a["std_scale"]
-        mode = "supervised" if self.supervised else a["reward_type"]
+        self.supervised = a.name == "sgd"
+        self.process = a.reward_type == "process"
+        self.neg = -1.0 if a.reward == "pm1" else 0.0
+        self.baseline = a.baseline
+        self.std_scale = a.std_scale
+        mode = "supervised" if self.supervised else a.reward_type
         self.fused = K.fused_supported(self.features.fm, mode, self.baseline)
         if self.fused:       # kernels/pg_step.py covers this step
-            whole_batch = self.baseline == "batch_mean" or self.G == 1
-            self.step_params = K.step_params(mode, a["reward"], self.baseline, 1 if whole_batch else self.G,
+            self.step_params = K.step_params(mode, a.reward, self.baseline, 1 if self.whole_batch else self.G,
                                              self.std_scale, 1.0 / (self.B * self.features.N))
             self.out = K.step_out(self.B, self.features.N)
             self.g = np.zeros(self.features.D)
-        self.horizon = cfg["run"]["rounds"]       # the run's last step + 1: contexts may be read ahead up to it
+        self.horizon = cfg.run.rounds       # the run's last step + 1: contexts may be read ahead up to it
 
     def _contexts(self, step):
         """B contexts for the step; with groups, B/G contexts each repeated G times (consecutive). The stream may
@@ -111,10 +110,9 @@ class BatchLearner(Learner):
         if self.baseline == "none":
             return r
         B = r.shape[0]
-        whole_batch = self.baseline == "batch_mean" or (self.baseline == "loo" and self.G == 1)
         r2 = np.ascontiguousarray(r.reshape(B, -1), dtype=np.float64)
         adv = np.empty_like(r2)
-        K.group_advantages(r2, B if whole_batch else self.G, BASELINES[self.baseline], bool(self.std_scale), adv)
+        K.group_advantages(r2, B if self.whole_batch else self.G, BASELINES[self.baseline], bool(self.std_scale), adv)
         return adv.reshape(r.shape)
 
     def advance(self, first, n):
@@ -184,5 +182,5 @@ class BatchLearner(Learner):
 
 
 def make_learner(cfg, stream, policy, base):
-    cls = BatchLearner if is_batched(cfg) else RoundLearner
+    cls = BatchLearner if cfg.algo.batched else RoundLearner
     return cls(cfg, stream, policy, base)

@@ -362,7 +362,7 @@ def write_lq_table(report, path):
     if not path.parent.is_dir():
         raise ConfigError(f"--out: folder {path.parent} does not exist")
     s = report.source
-    meta = run_metadata(C.to_toml(s.cfg), s.cfg["run"]["seed"])
+    meta = run_metadata(C.to_toml(s.cfg), s.cfg.run.seed)
     meta.update({"onlinepg.lq.weights": str(s.weights), "onlinepg.lq.round": str(s.round),
                  "onlinepg.lq.contexts": report.contexts, "onlinepg.lq.n": str(len(report.likelihoods))})
     table = pa.table({k: np.asarray(c, dtype=np.float64) for k, c in report.table.items()})

@@ -104,9 +104,9 @@ def _spans_decades(values, decades=2.0):
 
 
 def _title(ax, cfg, what):
-    t, a = cfg["task"], cfg["algo"]
-    shape = (f"{t['kind']} k={t['k']} N={t['N']}" + (f" d={t['d']}" if t["kind"] == "teacher" else ""))
-    ax.set_title(f"{what}\n{a['name']} · {shape}", fontsize=10)
+    t, a = cfg.task, cfg.algo
+    shape = f"{t.kind} k={t.k} N={t.N}" + (f" d={t.d}" if t.kind == "teacher" else "")
+    ax.set_title(f"{what}\n{a.name} · {shape}", fontsize=10)
 
 
 # -- training-curve figures ------------------------------------------------------------------------
@@ -203,7 +203,7 @@ def tracked_figure(tr, cfg):
     cb = fig.colorbar(sm, ax=ax, **({} if native else {"format": _pow10_formatter()}))
     cb.set_label("initial likelihood  p(y*|x) at round 0")
     y.top(ax)
-    what = "mixture centres" if cfg["run"]["tracked"] == "centres" else "tracked test contexts"
+    what = "mixture centres" if cfg.run.tracked == "centres" else "tracked test contexts"
     _title(ax, cfg, f"Likelihood trajectories of the {what}")
     return fig
 

@@ -1,23 +1,17 @@
 """When things happen in a run, as pure functions of the resolved config (so chunking and resume never move
-them): whether an algorithm is batched, the checkpoint interval, and the evaluation schedule. The engine runs
+them): the checkpoint interval and the evaluation schedule. The engine runs
 by them and ``budget`` estimates a run's disk use from them."""
 import math
-
-
-def is_batched(cfg):
-    """True for the batched algorithms (pg_batch; sgd with algo.batch > 1): a round is a step over a batch."""
-    a = cfg["algo"]
-    return a["name"] == "pg_batch" or (a["name"] == "sgd" and a["batch"] > 1)
 
 
 def checkpoint_interval(cfg):
     """Rounds between checkpoints: run.checkpoint_every exactly when set, else a multiple of eval_every about
     10^5 sampled tokens apart."""
-    r = cfg["run"]
-    if r["checkpoint_every"]:
-        return r["checkpoint_every"]
-    per_round = (cfg["algo"]["batch"] if is_batched(cfg) else 1) * cfg["task"]["N"]
-    return r["eval_every"] * max(1, math.ceil(1e5 / (r["eval_every"] * per_round)))
+    r = cfg.run
+    if r.checkpoint_every:
+        return r.checkpoint_every
+    per_round = (cfg.algo.batch if cfg.algo.batched else 1) * cfg.task.N
+    return r.eval_every * max(1, math.ceil(1e5 / (r.eval_every * per_round)))
 
 
 class Schedule:
@@ -27,9 +21,9 @@ class Schedule:
     move it."""
 
     def __init__(self, cfg):
-        r = cfg["run"]
-        self.total, self.every, self.track_every = r["rounds"], r["eval_every"], r["track_every"]
-        n = r["eval_log_points"]
+        r = cfg.run
+        self.total, self.every, self.track_every = r.rounds, r.eval_every, r.track_every
+        n = r.eval_log_points
         self.log = sorted({int(self.total ** (i / n)) for i in range(1, n + 1)}) if n else []
 
     def is_eval(self, t):

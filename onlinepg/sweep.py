@@ -271,7 +271,7 @@ def _expand(sw, base, fixed, grid, sets):
 
 def _lookup(cfg, name):
     sec, key = name.split(".", 1)
-    return cfg[sec][key]
+    return getattr(getattr(cfg, sec), key)
 
 
 def _seed_key(sw, label, chosen, rep):

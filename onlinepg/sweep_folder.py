@@ -37,8 +37,8 @@ def runs_table(sw, records):
         cols["set"] = [c.label for c in sw.cells]
     for name, col in sw.columns.items():
         cols[col] = [c.values[name] for c in sw.cells]
-    cols.update(seed=[c.replicate for c in sw.cells], run_seed=[c.config["run"]["seed"] for c in sw.cells],
-                task_seed=[c.config["task"]["seed"] for c in sw.cells], path=[c.path for c in sw.cells])
+    cols.update(seed=[c.replicate for c in sw.cells], run_seed=[c.config.run.seed for c in sw.cells],
+                task_seed=[c.config.task.seed for c in sw.cells], path=[c.path for c in sw.cells])
     recs = [records.get(c.index, {}) for c in sw.cells]
     cols["status"] = [r.get("status", "pending") for r in recs]
     for col in SUMMARY_INT + SUMMARY_FLOAT:
@@ -85,8 +85,7 @@ def _same_config(path, cfg):
         saved = C.resolve(C.load(path))
     except ConfigError:
         return False
-    strip = lambda c: {s: {k: v for k, v in c[s].items() if k != "progress"} for s in c}  # noqa: E731
-    return strip(saved) == strip(cfg)
+    return saved.quiet == cfg.quiet
 
 
 def _completed_record(folder):

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import kernels as K
 from . import validate as v
+from .config import margin_contexts
 from .features import FeatureSpec, pick
 from .policy import Policy
 from .seeds import derive_seed
@@ -142,7 +143,7 @@ class CellsTask:
 
     def __post_init__(self):
         _check_k_N_seed(self.k, self.N, self.seed)
-        self.M = _contexts_for_margin(self.M, self.gamma, 1, lambda g: 1.0 / (self.N * g ** 2))
+        self.M = _contexts_for_margin("cells", self.k, self.N, self.M, self.gamma, 1)
         self.gamma = 1.0 / math.sqrt(self.M * self.N)
         self.features = FeatureSpec("cells", self.k, self.N, M=self.M)
         rng = np.random.default_rng(derive_seed(self.seed, "cells"))
@@ -202,7 +203,7 @@ class ConstantTask:
     def __post_init__(self):
         _check_k_N_seed(self.k, self.N, self.seed)
         self.tail = v.unit_open("task.tail", self.tail)
-        self.M = _contexts_for_margin(self.M, self.gamma, 2, lambda g: self.k / ((self.k - 1) * g ** 2))
+        self.M = _contexts_for_margin("constant", self.k, self.N, self.M, self.gamma, 2)
         self.gamma = math.sqrt(self.k / ((self.k - 1) * self.M))
         self.slots = max(self.M, int(round((self.M - 1) / self.tail)))
         self.tail = (self.M - 1) / self.slots
@@ -254,14 +255,14 @@ def _check_k_N_seed(k, N, seed):
     v.integer("task.seed", seed, 0, 2**63 - 1)
 
 
-def _contexts_for_margin(M, gamma, lo, m_of_gamma):
-    """The number of contexts of a margin task: task.M if given (an integer ≥ lo), else the M that the margin
-    task.gamma ∈ (0, 1) asks for, ``m_of_gamma(gamma)`` rounded (at least lo)."""
+def _contexts_for_margin(kind, k, N, M, gamma, lo):
+    """The number of contexts of a margin task (``config.margin_contexts``), its inputs checked: task.M if given
+    (an integer ≥ lo), else task.gamma ∈ (0, 1)."""
     if M:
         v.integer("task.M", M, lo)
-        return M
-    v.unit_open("task.gamma", gamma)
-    return max(lo, int(round(m_of_gamma(gamma))))
+    else:
+        v.unit_open("task.gamma", gamma)
+    return margin_contexts(kind, k, N, M, gamma)
 
 
 def _uniform_ids(key, first, M, out):

@@ -379,7 +379,7 @@ def test_disk_bound_counts_every_checkpoint_when_all_are_kept(ws, monkeypatch):
     msg = str(err.value)
     assert msg.startswith("run.keep_checkpoints × (task.d × task.k + task.k²) too large"), msg
     assert "set run.keep_checkpoints to at most " in msg, msg
-    budget.check({**cfg, "run": {**cfg["run"], "keep_checkpoints": 3}}, out=ws / "new")
+    budget.check(cfg.replace(run={"keep_checkpoints": 3}), out=ws / "new")
 
 
 def test_free_disk_space_is_that_of_the_nearest_existing_folder_plus_what_out_holds(ws, monkeypatch):

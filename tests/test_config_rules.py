@@ -210,8 +210,8 @@ def test_loo_with_one_sample_per_context_is_accepted_in_pg_batch_only():
                                           ({"kind": "cells"}, "test"),
                                           (TEACHER_MIX, "centres")])
 def test_tracked_centres_falls_back_to_test_without_centres(task, tracked):
-    assert C.resolve({"task": task})["run"]["tracked"] == tracked
-    assert C.resolve({"task": task, "run": {"tracked": "none"}})["run"]["tracked"] == "none"
+    assert C.resolve({"task": task}).run.tracked == tracked
+    assert C.resolve({"task": task, "run": {"tracked": "none"}}).run.tracked == "none"
 
 
 # ------------------------------------------------------------------------------------ structure, overrides

@@ -67,12 +67,12 @@ def test_example_config_runs(name, tmp_path):
     assert ROUND_COLUMNS <= set(t["rounds"].column_names)
     assert EVAL_COLUMNS <= set(t["eval"].column_names)
     rounds = t["rounds"].column("round").to_numpy()
-    every = C.resolve(C.load(out / "config.toml"))["run"]["trace_every"]
+    every = C.resolve(C.load(out / "config.toml")).run.trace_every
     assert np.array_equal(rounds, np.arange(0, summary["rounds"], every))
     for col in t["rounds"].column_names:
         values = t["rounds"].column(col).to_numpy()
         assert np.all(np.isfinite(values)), col
-    assert C.resolve(C.load(out / "config.toml"))["algo"]["name"] == C.load(CONFIGS / f"{name}.toml")["algo"]["name"]
+    assert C.resolve(C.load(out / "config.toml")).algo.name == C.load(CONFIGS / f"{name}.toml")["algo"]["name"]
     meta = file_metadata(sorted((out / "rounds").glob("*.parquet"))[0])
     assert meta["onlinepg.version"] == op.__version__ and "[algo]" in meta["onlinepg.config"]
     assert int(meta["onlinepg.seed"]) == summary["seed"]

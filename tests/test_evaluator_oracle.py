@@ -95,10 +95,10 @@ def finished(request, tmp_path_factory):
 def test_eval_table_matches_the_oracle(finished):
     out, cfg, task = finished
     model = model_of(task)
-    X, J, Y = held_out(task, cfg["task"]["test_contexts"])
+    X, J, Y = held_out(task, cfg.task.test_contexts)
     ev = read_table(out / "eval").to_pydict()
     rounds = ev["round"]
-    assert rounds == list(range(0, cfg["run"]["rounds"] + 1, cfg["run"]["eval_every"]))
+    assert rounds == list(range(0, cfg.run.rounds + 1, cfg.run.eval_every))
     errors = []
     for i, t in enumerate(rounds):
         ll = oracle_loglik(model, weights_at(out, t), X, J, Y)
@@ -116,19 +116,19 @@ def test_tracked_table_matches_the_oracle(finished):
     out, cfg, task = finished
     model = model_of(task)
     tr = read_table(out / "tracked").to_pydict()
-    if cfg["run"]["tracked"] == "centres":
+    if cfg.run.tracked == "centres":
         c = task.centres
         Xt = np.zeros((c, task.d))
         Xt[np.arange(c), np.arange(c)] = np.sqrt(task.d)          # the noiseless centres, scaled like contexts
         Jt, ids = np.arange(c), np.arange(c)
         Yt = teacher_ystar(task, Xt)
     else:
-        X, J, Y = held_out(task, cfg["task"]["test_contexts"])
-        n = min(cfg["run"]["tracked_count"], len(J))
+        X, J, Y = held_out(task, cfg.task.test_contexts)
+        n = min(cfg.run.tracked_count, len(J))
         Xt, Jt, Yt = X[:n], J[:n], Y[:n]
         ids = J[:n]                                                # the contexts' own ids (cells: the cell)
     rounds = sorted(set(tr["round"]))
-    assert rounds == list(range(0, cfg["run"]["rounds"] + 1, cfg["run"]["eval_every"]))
+    assert rounds == list(range(0, cfg.run.rounds + 1, cfg.run.eval_every))
     got_round = np.array(tr["round"])
     for t in rounds:
         sel = got_round == t
@@ -146,7 +146,7 @@ def _rows(X):
 
 def test_held_out_set_is_disjoint_from_training(finished):
     out, cfg, task = finished
-    n = cfg["task"]["test_contexts"]
+    n = cfg.task.test_contexts
     test = build.test_batch(task, cfg)
     X, J, Y = held_out(task, n)
     # the engine's test set is the held-out set defined above ...
@@ -161,14 +161,13 @@ def test_held_out_set_is_disjoint_from_training(finished):
             assert not np.array_equal(train, J)
         return
     # ... and no held-out context is one the run trained on or the base was pretrained on
-    a = cfg["algo"]
-    per_round = a["batch"] if a["name"] == "pg_batch" or (a["name"] == "sgd" and a["batch"] > 1) else 1
-    train = ContextStream(task, cfg).batch(0, cfg["run"]["rounds"] * per_round).X
-    pre = task.contexts(0, cfg["base"]["steps"] * cfg["base"]["batch"], stream="pretrain")[0]
+    per_round = cfg.algo.batch if cfg.algo.name == "pg_batch" or (cfg.algo.name == "sgd" and cfg.algo.batch > 1) else 1
+    train = ContextStream(task, cfg).batch(0, cfg.run.rounds * per_round).X
+    pre = task.contexts(0, cfg.base.steps * cfg.base.batch, stream="pretrain")[0]
     held = _rows(X)
     assert len(held) == n, "the held-out contexts are not distinct"
     assert not held & _rows(train), "held-out contexts appear in the training stream"
-    if cfg["base"]["kind"] == "pretrain":
+    if cfg.base.kind == "pretrain":
         assert not held & _rows(pre), "held-out contexts appear in the pretraining stream"
     # the trace's first training contexts are indeed the training stream's (the check above used the right one)
     ids = read_table(out / "rounds").column("context_id").to_numpy()

@@ -519,7 +519,7 @@ def test_batch_learner_loo_group_not_dividing_batch():
     assert (c[O.C_ORM], c[O.C_TOKENS], c[O.C_MIST_SAMPLED]) == (drawn, drawn * model.N, drawn - correct), \
         f"counted orm={c[O.C_ORM]:.0f} tokens={c[O.C_TOKENS]:.0f} mistakes={c[O.C_MIST_SAMPLED]:.0f} for " \
         f"{drawn} drawn responses ({correct} correct)"
-    pg_batch_step(model, w, G2, X, J, Ys, Y, "outcome", "pm1", "loo", 3, False, cfg["algo"]["lr"])
+    pg_batch_step(model, w, G2, X, J, Ys, Y, "outcome", "pm1", "loo", 3, False, cfg.algo.lr)
     np.testing.assert_allclose(learner.policy.w, w, rtol=RTOL, atol=1e-6)
 
 

@@ -324,9 +324,9 @@ def test_experiment_claims_its_folder_and_resumes(tmp_path, capsys):
 def test_a_sweep_over_algo_name_on_the_default_experiment_resolves():
     from onlinepg.sweep import load_sweep
     sw = load_sweep({"grid": {"algo.name": ["pg", "pg_batch"]}})
-    algos = {c.config["algo"]["name"]: c.config["algo"] for c in sw.cells}
-    assert algos["pg"]["baseline"] == "none" and algos["pg"]["batch"] == 1
-    assert algos["pg_batch"]["baseline"] == "batch_mean" and algos["pg_batch"]["batch"] == 256
+    algos = {c.config.algo.name: c.config.algo for c in sw.cells}
+    assert algos["pg"].baseline == "none" and algos["pg"].batch == 1
+    assert algos["pg_batch"].baseline == "batch_mean" and algos["pg_batch"].batch == 256
 
 
 def test_a_non_finite_gradient_stops_a_batched_run_before_anything_holds_it(tmp_path, monkeypatch):

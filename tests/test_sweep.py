@@ -112,26 +112,26 @@ def test_example_sweep_expands():
     assert sw.cells[0].path == "runs/set=uniform/N=1/seed=0"
     assert sw.cells[-1].path == "runs/set=on_policy/N=4/seed=3"
     assert len({c.path for c in sw.cells}) == len(sw.cells)
-    assert {c.config["run"]["rounds"] for c in sw.cells} == {20000}
-    assert all(c.config["run"]["progress"] is False for c in sw.cells)
-    assert len({c.config["run"]["seed"] for c in sw.cells}) == len(sw.cells)
+    assert {c.config.run.rounds for c in sw.cells} == {20000}
+    assert all(c.config.run.progress is False for c in sw.cells)
+    assert len({c.config.run.seed for c in sw.cells}) == len(sw.cells)
 
 
 def test_seeds_are_keyed_not_ordered(tmp_path):
     base = {"sweep": {"base": str(PG), "seeds": 3, "seed": 5}, "grid": {"task.N": [1, 2, 3], "algo.lr": [0.1, 1.0]}}
     a = S.load_sweep(base)
     b = S.load_sweep({**base, "grid": {"algo.lr": [1.0, 0.1], "task": {"N": [3, 1, 2]}}})  # other order, nested form
-    seeds_a = {frozenset(c.path.split("/")): c.config["run"]["seed"] for c in a.cells}
-    seeds_b = {frozenset(c.path.split("/")): c.config["run"]["seed"] for c in b.cells}
+    seeds_a = {frozenset(c.path.split("/")): c.config.run.seed for c in a.cells}
+    seeds_b = {frozenset(c.path.split("/")): c.config.run.seed for c in b.cells}
     assert seeds_a == seeds_b and len(set(seeds_a.values())) == 18
     cell = a.cells[0]
     assert cell.key == "algo.lr=0.1/task.N=1/seed=0"
-    assert cell.config["run"]["seed"] == op.derive_seed(5, "run.seed", cell.key)
-    assert {c.config["task"]["seed"] for c in a.cells} == {0}          # vary_task off: the base's task.seed
+    assert cell.config.run.seed == op.derive_seed(5, "run.seed", cell.key)
+    assert {c.config.task.seed for c in a.cells} == {0}          # vary_task off: the base's task.seed
     common = S.load_sweep({**base, "sweep": {**base["sweep"], "seed_by": "replicate", "vary_task": True}})
     for c in common.cells:
-        assert c.config["run"]["seed"] == op.derive_seed(5, "run.seed", f"seed={c.replicate}")
-        assert c.config["task"]["seed"] == op.derive_seed(5, "task.seed", f"seed={c.replicate}")
+        assert c.config.run.seed == op.derive_seed(5, "run.seed", f"seed={c.replicate}")
+        assert c.config.task.seed == op.derive_seed(5, "task.seed", f"seed={c.replicate}")
 
 
 def test_column_names_fall_back_to_full_keys():
@@ -259,7 +259,7 @@ def test_resume_reruns_failed_cells_only(tmp_path):
     done = {p: p.stat().st_mtime_ns for p in out.glob("runs/set=ok/**/*") if p.is_file()}
     # repair the weights file the failing cells load: a resume must rerun exactly those
     cfg = S.load_sweep(sweep).cells[0].config
-    task = op.CellsTask(cfg["task"]["k"], 2, M=cfg["task"]["M"], gamma=cfg["task"]["gamma"])
+    task = op.CellsTask(cfg.task.k, 2, M=cfg.task.M, gamma=cfg.task.gamma)
     op.save_policy(op.Policy(task.features), tmp_path / "def" / "corrupt.npz")
     second = S.run_sweep(sweep, out, resume=True, workers=1, progress=False)
     assert (second["skipped"], second["completed"], second["failed"]) == (2, 4, 0)

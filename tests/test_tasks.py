@@ -187,7 +187,7 @@ def test_stream_offset_continues_the_stream(kind):
     from onlinepg import config as C
     from onlinepg.build import ContextStream, build_task
     cfg = C.resolve({"task": {"d": 6, "k": 3, "N": 2, "contexts": "rademacher", "stream": kind, "pool": 50}})
-    moved = C.resolve({"task": {**cfg["task"], "offset": 37}})
+    moved = C.resolve({"task": {**cfg.task.to_dict(), "offset": 37}})
     task = build_task(cfg)
     whole, tail = ContextStream(task, cfg).batch(0, 100), ContextStream(task, moved).batch(0, 63)
     np.testing.assert_array_equal(tail.X, whole.X[37:])

@@ -2,7 +2,6 @@
 from onlinepg import config as C
 from onlinepg.build import build_task
 from onlinepg.kernels import rounds as R
-from onlinepg.learners import is_batched
 from onlinepg.warmup import TOUR, tour_configs
 
 
@@ -10,12 +9,12 @@ def test_tour_covers_every_round_kernel_and_the_batched_algorithms():
     kinds, batched = set(), set()
     for name, user in tour_configs():
         cfg = C.resolve(user)
-        if is_batched(cfg):
-            batched.add((cfg["algo"]["name"], cfg["algo"]["reward_type"]))
+        if cfg.algo.batched:
+            batched.add((cfg.algo.name, cfg.algo.reward_type))
             continue
         task = build_task(cfg)
-        kinds.add(R.round_kind(cfg["algo"]["name"], R.round_params(**{k: cfg["algo"][k] for k in R.PARAM_KEYS}),
-                               task.features.fm, cfg["algo"]["variant"]))
+        kinds.add(R.round_kind(cfg.algo.name, R.round_params(**{k: getattr(cfg.algo, k) for k in R.PARAM_KEYS}),
+                               task.features.fm, cfg.algo.variant))
     assert kinds == set(R.ROUNDS), f"no warm-up run for {set(R.ROUNDS) - kinds}"
     assert {("pg_batch", "outcome"), ("pg_batch", "process"), ("sgd", "outcome")} <= batched
     assert len(TOUR) == len(tour_configs())

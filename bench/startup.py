@@ -199,7 +199,7 @@ def _uncached_note():
     names = uncached_kernels()
     if not names:
         return ""
-    why = (" (the serial twins of kernels/twin.py are built without cache=True)"
+    why = (" (the serial twins of kernels/serial.py are built without cache=True)"
            if all(n.endswith("_serial") for n in names) else "")
     return f". Not cached, so recompiled by every process: {', '.join(names)}{why}"
 

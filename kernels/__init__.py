@@ -12,7 +12,7 @@ from .batch import (BLOCK, grad_batch, grad_batch_serial, loglik_batch, loglik_b
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal_pair, rademacher_contexts,
                        rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
                        uniform_ids_serial)
-from .twin import PARALLEL_MIN_LANES, PARALLEL_MIN_ROWS, serial_twin
+from .serial import PARALLEL_MIN_LANES, PARALLEL_MIN_ROWS, serial_twin
 
 from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits
@@ -25,6 +25,6 @@ from .pg_step import StepOut, StepParams, fused_supported, pg_step, pg_step_seri
 from .softmax import log_softmax, logsumexp, sample_categorical
 from .updates import adaptive_lr, apply_update, clipped_importance_weight, sq_norm
 from . import codes, rounds
-from .rounds import (RoundParams, RoundWorkspace, bandit_round, best_of_m_round, binary_search_round, explore_round,
+from .rounds import (RoundParams, RoundWorkspace, pg_bandit_round, best_of_m_round, binary_search_round, explore_round,
                      on_policy_round, perceptron_round, pg_round, round_params, round_workspace, run_rounds,
                      sgd_round)

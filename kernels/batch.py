@@ -15,7 +15,7 @@ from numba import njit, prange
 from .bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
 from .features import BIGRAM
 from .sequence import POLICY, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
-from .twin import serial_twin
+from .serial import serial_twin
 
 BLOCK = 32
 

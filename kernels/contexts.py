@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .rng import next_u64, randint, seed_stream, uniform
-from .twin import serial_twin
+from .serial import serial_twin
 
 
 @njit(cache=True)

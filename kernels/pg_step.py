@@ -39,7 +39,7 @@ from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_
 from .features import BIGRAM
 from .rng import seed_stream, uniform
 from .softmax import lane_sum, row_max, shifted_exp
-from .twin import serial_twin
+from .serial import serial_twin
 
 STEP_BLOCK = 64      # rows per block: few enough blocks that their gradient accumulators stay in cache
 

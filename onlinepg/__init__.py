@@ -12,7 +12,7 @@ from .errors import ConfigError
 # imported on first use, so `import onlinepg` — and `onlinepg --help` — stays light. name -> (module, attribute);
 # attribute None means the module itself.
 _LAZY = {"kernels": (".kernels", None), "lq": (".lq", None), "FeatureSpec": (".features", "FeatureSpec"),
-         "load_policy": (".io", "load_policy"), "save_policy": (".io", "save_policy"),
+         "load_policy": (".weights", "load_policy"), "save_policy": (".weights", "save_policy"),
          "Policy": (".policy", "Policy"), "Samples": (".policy", "Samples"), "derive_seed": (".seeds", "derive_seed"),
          **{name: (".tasks", name) for name in ("Batch", "CellsTask", "ConstantTask", "TeacherTask",
                                                "beta_for_alpha",

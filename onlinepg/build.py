@@ -3,7 +3,7 @@ import numpy as np
 
 from . import kernels as K
 from .errors import ConfigError
-from .io import load_policy
+from .weights import load_policy
 from .policy import Policy
 from .seeds import derive_seed
 from .tasks import Batch, CellsTask, ConstantTask, TeacherTask, bottleneck_base, cells_base, staircase_base
@@ -28,7 +28,7 @@ class ContextStream:
     (at most ``WINDOW_CELLS`` numbers of X and y*, never past ``until``). A context is keyed by its index, so a
     window holds the same bits as drawing each request alone; drawing several batches in one kernel call saves
     the per-call cost and lets the context and teacher kernels run on every core where one batch alone is too
-    small to (kernels/twin.py).
+    small to (kernels/serial.py).
     """
 
     AHEAD = 8

@@ -23,12 +23,12 @@ import zlib
 
 import numpy as np
 
-from . import budget, outdir
+from . import limits, outdir
 from . import config as C
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
 from .compile_ahead import ahead
 from .errors import ConfigError, Interrupted, RunError
-from .io import policy_arrays, save_npz
+from .weights import policy_arrays, save_npz
 from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
 from .learners import make_learner
 from .schedule import Schedule, checkpoint_interval  # noqa: F401 (checkpoint_interval: re-exported)
@@ -161,7 +161,7 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
     outdir.flags(overwrite, resume)
     out = outdir.check_path(out)
     cfg = _resolve(config, out, resume, sets, progress)
-    budget.check(cfg, out=out)
+    limits.check(cfg, out=out)
     try:
         with outdir.OutDir(out, "run", overwrite=overwrite, resume=resume) as claim:
             return _run(cfg, claim, resume, t_start)

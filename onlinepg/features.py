@@ -12,7 +12,7 @@ KINDS = ("bigram", "cells", "custom")
 def pick(namespace, name, rows, lanes_per_row=None):
     """Kernel ``name`` from ``namespace`` for a batch of ``rows``: its serial twin below
     ``kernels.PARALLEL_MIN_ROWS`` rows or (given the inner-loop lanes of one row) ``kernels.PARALLEL_MIN_LANES``
-    lanes in all, where waking the thread pool costs more than the work (kernels/twin.py)."""
+    lanes in all, where waking the thread pool costs more than the work (kernels/serial.py)."""
     parallel = rows >= K.PARALLEL_MIN_ROWS and (lanes_per_row is None
                                                  or rows * lanes_per_row >= K.PARALLEL_MIN_LANES)
     return getattr(namespace, name if parallel else name + "_serial")

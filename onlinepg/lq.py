@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import validate as v
-from .defaults import DEFAULT_CONTEXTS, DEFAULT_EPS
+from .help_defaults import DEFAULT_CONTEXTS, DEFAULT_EPS
 from .errors import ConfigError
 from .policy import Policy
 from .tasks import Batch, CellsTask

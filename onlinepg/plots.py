@@ -21,7 +21,7 @@ import numpy as np
 
 from . import lq as L
 from .errors import ConfigError
-from .io import load_policy
+from .weights import load_policy
 from .runfolder import checkpoints, is_run, run_config
 from .trace import read_table
 

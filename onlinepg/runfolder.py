@@ -15,9 +15,9 @@ import numpy as np
 
 from . import config as C
 from .build import build_task
-from .defaults import WHICH_HELP
+from .help_defaults import WHICH_HELP
 from .errors import ConfigError
-from .io import load_policy
+from .weights import load_policy
 from .policy import Policy
 
 CKPT = re.compile(r"ckpt-(\d+)\.npz$")

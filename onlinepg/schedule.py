@@ -1,6 +1,6 @@
 """When things happen in a run, as pure functions of the resolved config (so chunking and resume never move
 them): the checkpoint interval and the evaluation schedule. The engine runs
-by them and ``budget`` estimates a run's disk use from them."""
+by them and ``limits`` estimates a run's disk use from them."""
 import math
 
 

@@ -132,11 +132,11 @@ def load_sweep(sweep):
                grid_keys=list(grid), has_sets=bool(sets), file=None if isinstance(sweep, dict) else str(sweep),
                source=raw)
     _expand(sw, base, fixed, grid, sets or [(None, {})])
-    from . import budget
-    available = budget.available_bytes()
+    from . import limits
+    available = limits.available_bytes()
     for c in sw.cells:                  # a cell too large for memory is refused before any cell runs
         try:
-            budget.check(c.config, available)
+            limits.check(c.config, available)
         except ConfigError as exc:
             raise ConfigError(f"cell {c.path}: {exc}") from None
     return sw

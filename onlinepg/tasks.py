@@ -84,7 +84,7 @@ class TeacherTask:
             J = np.arange(first, first + n, dtype=np.int64)
         else:
             J = np.empty(n, np.int64)
-            # a normal (half a polar-method pair: ~22 ns measured) costs about 16 lanes of PG work (kernels/twin.py)
+            # a normal (half a polar-method pair: ~22 ns measured) costs about 16 lanes of PG work (kernels/serial.py)
             pick(K, "mixture_contexts", n, 16 * self.d)(key, first, self.centres, self.sigma, X, J)
         return X, J
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import onlinepg as op
-from onlinepg import budget
+from onlinepg import limits
 from onlinepg.cli import main as cli
 from onlinepg.engine import run
 from onlinepg.lq import lq_report
@@ -65,7 +65,7 @@ def ws(tmp_path, done_run, monkeypatch):
     (tmp_path / "deepcfg" / "config.toml").write_text(DEEP_TABLE)
     monkeypatch.chdir(tmp_path)
     # the memory check compares with a fixed 4 GiB, whatever this machine has free
-    monkeypatch.setattr(budget, "available_bytes", lambda: 4 * GIB)
+    monkeypatch.setattr(limits, "available_bytes", lambda: 4 * GIB)
     return tmp_path
 
 
@@ -165,7 +165,7 @@ CLI_CASES = [
     (["run", "big_rounds.toml"], f"run.rounds must be an integer in [1, 2^63 - 1], got {BIG}"),
     (["run", "big_seeds.toml"], f"task.seed must be an integer in [0, 2^63 - 1], got {BIG}"),
     (["lq", "run", "--contexts", str(BIG)], "contexts must be an integer in [1, 2^63 - 1]"),
-    # work no run finishes (more than budget.MAX_TOKENS tokens): the field, and the value that would do
+    # work no run finishes (more than limits.MAX_TOKENS tokens): the field, and the value that would do
     (["run", *S("run.rounds=1000000000000000000")], "run.rounds × algo.batch × task.N too large"),
     (["run", *S("algo.name=pg", "run.rounds=1000000000000000")], "lower run.rounds to at most 62500000000000"),
     (["run", *S("base.steps=1000000000000000")], "base.steps × base.batch × task.N too large"),
@@ -337,7 +337,7 @@ def test_numpy_integer_scalars_are_integers(tmp_path):
 # ------------------------------------------------------------------ what a run writes against the free disk space
 
 def _free_disk(monkeypatch, nbytes):
-    """Every file system reports ``nbytes`` free (budget.free_disk_bytes asks shutil.disk_usage)."""
+    """Every file system reports ``nbytes`` free (limits.free_disk_bytes asks shutil.disk_usage)."""
     from types import SimpleNamespace
     monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=2 * nbytes, used=nbytes, free=nbytes))
 
@@ -354,20 +354,20 @@ def test_disk_bound_names_the_trace_fields_says_what_fits_and_writes_nothing(ws,
     cfg = _resolved("run.rounds=1000000", *trace)   # 10^6 traced rounds × 112 bytes: more than 50 MiB
     before = tree(ws)
     with pytest.raises(op.ConfigError) as err:
-        budget.check(cfg, out=ws / "new" / "run")
+        limits.check(cfg, out=ws / "new" / "run")
     msg = str(err.value)
     assert msg.startswith("run.rounds / run.trace_every too large: the run would write up to "), msg
     assert f"more than the 0.0488 GiB free on the file system of {ws};" in msg, msg
     assert tree(ws) == before
     every, rounds = map(int, re.search(r"raise run.trace_every to at least (\d+) or lower run.rounds to at most "
                                        r"(\d+)$", msg).groups())
-    budget.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every}"), out=ws / "new")
-    budget.check(_resolved(f"run.rounds={rounds}", *trace), out=ws / "new")
+    limits.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every}"), out=ws / "new")
+    limits.check(_resolved(f"run.rounds={rounds}", *trace), out=ws / "new")
     with pytest.raises(op.ConfigError):             # the least change: one step short does not fit
-        budget.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every - 1}"), out=ws / "new")
+        limits.check(_resolved("run.rounds=1000000", *trace, f"run.trace_every={every - 1}"), out=ws / "new")
     with pytest.raises(op.ConfigError):
-        budget.check(_resolved(f"run.rounds={rounds + 1}", *trace), out=ws / "new")
-    budget.check(cfg)                               # no out: no disk check (memory and work only)
+        limits.check(_resolved(f"run.rounds={rounds + 1}", *trace), out=ws / "new")
+    limits.check(cfg)                               # no out: no disk check (memory and work only)
 
 
 def test_disk_bound_counts_every_checkpoint_when_all_are_kept(ws, monkeypatch):
@@ -375,30 +375,30 @@ def test_disk_bound_counts_every_checkpoint_when_all_are_kept(ws, monkeypatch):
     cfg = _resolved("task.d=256", "task.k=256", "task.centres=16", "run.rounds=10000", "run.checkpoint_every=1",
                     "run.trace_every=1000", "run.eval_every=10000")       # 10^4 checkpoints of 2 MiB each
     with pytest.raises(op.ConfigError) as err:
-        budget.check(cfg, out=ws / "new")
+        limits.check(cfg, out=ws / "new")
     msg = str(err.value)
     assert msg.startswith("run.keep_checkpoints × (task.d × task.k + task.k²) too large"), msg
     assert "set run.keep_checkpoints to at most " in msg, msg
-    budget.check(cfg.replace(run={"keep_checkpoints": 3}), out=ws / "new")
+    limits.check(cfg.replace(run={"keep_checkpoints": 3}), out=ws / "new")
 
 
 def test_free_disk_space_is_that_of_the_nearest_existing_folder_plus_what_out_holds(ws, monkeypatch):
     _free_disk(monkeypatch, 10**9)
-    assert budget.free_disk_bytes(ws / "new" / "deeper") == (ws, 10**9)
+    assert limits.free_disk_bytes(ws / "new" / "deeper") == (ws, 10**9)
     held = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(ws / "run") for n in names)
-    assert budget.free_disk_bytes(ws / "run") == (ws / "run", 10**9 + held)   # --resume / --overwrite reuse it
+    assert limits.free_disk_bytes(ws / "run") == (ws / "run", 10**9 + held)   # --resume / --overwrite reuse it
 
 
 def test_disk_estimate_is_not_below_what_a_run_writes(done_run):
     from onlinepg import config as C
     written = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(done_run) for n in names)
-    assert written <= sum(t[2] for t in budget.disk_estimate(C.resolve(C.load(done_run / "config.toml"))))
+    assert written <= sum(t[2] for t in limits.disk_estimate(C.resolve(C.load(done_run / "config.toml"))))
 
 
 def test_trace_widths_are_the_engine_schemas():
     from onlinepg.engine import EVAL_SCHEMA, TRACKED_SCHEMA
     from onlinepg.kernels.codes import TRACE_SCHEMA
-    assert (budget.TRACE_WIDTH, budget.EVAL_WIDTH, budget.TRACKED_WIDTH) == (
+    assert (limits.TRACE_WIDTH, limits.EVAL_WIDTH, limits.TRACKED_WIDTH) == (
         len(TRACE_SCHEMA), len(EVAL_SCHEMA), len(TRACKED_SCHEMA))
 
 
@@ -410,7 +410,7 @@ def test_shipped_configs_pass_the_memory_work_and_disk_bounds(tmp_path, monkeypa
     _free_disk(monkeypatch, 2 * GIB)
     paths = sorted((pathlib.Path(__file__).resolve().parents[1] / "data" / "configs").glob("*.toml"))
     for cfg in [C.resolve(C.load(p)) for p in paths] + [C.resolve(C.default_experiment())]:
-        budget.check(cfg, available=4 * GIB, out=tmp_path / "run")
+        limits.check(cfg, available=4 * GIB, out=tmp_path / "run")
 
 
 def test_run_refuses_a_trace_the_disk_cannot_hold_before_writing(ws, monkeypatch, capsys):

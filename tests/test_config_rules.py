@@ -267,8 +267,8 @@ def test_resume_refuses_a_changed_config_and_leaves_the_folder_alone(tmp_path):
 # ------------------------------------------------------------------------------------------ memory budget
 
 
-def _budget():
-    return pytest.importorskip("onlinepg.budget")
+def _limits():
+    return pytest.importorskip("onlinepg.limits")
 
 
 @pytest.mark.parametrize("user,fields", [
@@ -280,16 +280,16 @@ def _budget():
     ({"task": {"stream": "cycle", "pool": 10**9}}, "task.pool"),
 ])
 def test_memory_budget_names_the_field_of_the_largest_term(user, fields):
-    budget = _budget()
+    limits = _limits()
     cfg = C.resolve(user)
     with pytest.raises(ConfigError) as err:
-        budget.check(cfg, available=2**30)
+        limits.check(cfg, available=2**30)
     assert str(err.value).startswith(fields), str(err.value)
-    budget.check(C.resolve({"task": {"d": 4, "k": 3, "N": 2, "centres": 4}}), available=2**30)
+    limits.check(C.resolve({"task": {"d": 4, "k": 3, "N": 2, "centres": 4}}), available=2**30)
 
 
 def test_engine_refuses_a_config_beyond_memory_before_writing(tmp_path):
-    _budget()
+    _limits()
     from onlinepg.engine import run
     out = tmp_path / "never"
     with pytest.raises(ConfigError, match="task.test_contexts"):

@@ -59,8 +59,8 @@ def test_mistakes(tmp_path):
 
 
 def test_checks_are_registered_before_the_first_run(tmp_path):
-    from onlinepg.experiments.common import Context
-    ctx = Context("mistakes", "small", tmp_path / "c", log=lambda *_: None)
+    from onlinepg.experiments.common import ExperimentRun
+    ctx = ExperimentRun("mistakes", "small", tmp_path / "c", log=lambda *_: None)
     ctx.predict("a", "q", "1", "± 0", "c")
     ctx._preregister()
     with pytest.raises(RuntimeError, match="after the first run"):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from onlinepg.experiments import run_experiment
-from onlinepg.io import load_policy
+from onlinepg.weights import load_policy
 from onlinepg.trace import read_table
 from figure_check import assert_figure
 

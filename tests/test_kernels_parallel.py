@@ -34,8 +34,8 @@ def no_work_threshold(monkeypatch):
 
 def test_small_work_takes_the_serial_twin_whatever_the_rows(monkeypatch):
     """Rows alone do not wake the thread pool: below PARALLEL_MIN_LANES lanes (rows × N·k) the serial twin runs."""
-    from onlinepg.kernels import twin
-    monkeypatch.setattr(K, "PARALLEL_MIN_LANES", twin.PARALLEL_MIN_LANES)     # the shipped value
+    from onlinepg.kernels import serial
+    monkeypatch.setattr(K, "PARALLEL_MIN_LANES", serial.PARALLEL_MIN_LANES)     # the shipped value
     small = op.FeatureSpec("bigram", 16, 16, d=16)     # the default job: 256 rows × 256 lanes = 65 536
     assert small.kernel("pg_step", 256) is K.pg_step_serial
     big = op.FeatureSpec("bigram", 32, 128, d=32)      # fig1: 1024 rows × 4096 lanes

@@ -1,4 +1,4 @@
-"""The fused N = 1 bandit round (kernels.rounds.bandit_round) against the generic PG round (pg_round)."""
+"""The fused N = 1 bandit round (kernels.rounds.pg_bandit_round) against the generic PG round (pg_round)."""
 import numpy as np
 import pytest
 

@@ -11,14 +11,14 @@ from .best_of_m import best_of_m_round
 from .common import PARAM_KEYS, RoundParams, RoundWorkspace, round_params, round_workspace, score_and_commit
 from .driver import chunk_driver, count_round, write_trace_row
 from .perceptron import perceptron_round
-from .pg import bandit_round, bandit_step, is_bandit, pg_round
+from .pg import pg_bandit_round, bandit_step, is_bandit, pg_round
 from .pg_process import binary_search_round, explore_round, on_policy_round
 from .sgd import sgd_round
 
 ROUNDS = {
     "sgd": sgd_round,
     "pg": pg_round,
-    "pg/bandit": bandit_round,             # pg's fused N = 1 case, chosen by ``round_kind``
+    "pg/bandit": pg_bandit_round,             # pg's fused N = 1 case, chosen by ``round_kind``
     "best_of_m": best_of_m_round,
     "pg_process/explore": explore_round,
     "pg_process/binary_search": binary_search_round,

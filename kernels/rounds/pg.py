@@ -1,7 +1,7 @@
 """PG with an outcome reward (docs/theory.md §4.2, REINFORCE): G samples from the behaviour q, rewards, a baseline over
 the group, an optional clipped importance weight, and one update with the group-averaged score gradient.
 
-``bandit_round`` is the same algorithm fused for its commonest special case (see ``is_bandit``)."""
+``pg_bandit_round`` is the same algorithm fused for its commonest special case (see ``is_bandit``)."""
 import math
 
 from numba import njit
@@ -56,7 +56,7 @@ def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
 
 def is_bandit(p, fm):
     """N = 1 on-policy outcome-reward PG with one sample and no baseline, IW or Adagrad on a bigram map: the
-    bandit-multiclass round that ``bandit_round`` fuses (same draws, same update)."""
+    bandit-multiclass round that ``pg_bandit_round`` fuses (same draws, same update)."""
     return (fm[0] == BIGRAM and fm[2] == 1 and p.behaviour == POLICY and p.group_size == 1
             and p.baseline == NO_BASELINE and p.iw_clip == 0.0 and p.rule != ADAGRAD)
 
@@ -100,7 +100,7 @@ def bandit_step(fm, w, x, ystar, state, pm1, rule, lr, u, e, coef):
 
 
 @njit(cache=True)
-def bandit_round(p, fm, w, w0, G2, x, j, ystar, ws):
+def pg_bandit_round(p, fm, w, w0, G2, x, j, ystar, ws):
     """``pg_round`` for the case ``is_bandit`` accepts, through the fused ``bandit_step``."""
     llstar, logpc, correct, reward, eta, gsq = bandit_step(fm, w, x, ystar[0], ws.state, p.pm1, p.rule, p.lr,
                                                            ws.u, ws.e, ws.coef)

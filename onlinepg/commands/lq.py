@@ -8,7 +8,7 @@ HELP = "likelihood quantile Q(eps) and token-level Q_TL(eps) of a run's (or a we
 
 
 def add_arguments(p):
-    from ..defaults import DEFAULT_CONTEXTS, DEFAULT_EPS, WHICH_HELP
+    from ..help_defaults import DEFAULT_CONTEXTS, DEFAULT_EPS, WHICH_HELP
     p.add_argument("source", metavar="RUN_DIR_or_WEIGHTS",
                    help="a run folder, or a weights .npz (save_policy output, base.npz or a checkpoint)")
     p.add_argument("--contexts", type=int, default=DEFAULT_CONTEXTS, metavar="N",

@@ -9,7 +9,7 @@ HELP = "figures of a run: test error, mistakes/queries, tracked likelihoods, lik
 
 
 def add_arguments(p):
-    from ..defaults import DEFAULT_CONTEXTS
+    from ..help_defaults import DEFAULT_CONTEXTS
     p.add_argument("run", metavar="RUN_DIR", help="a run folder written by onlinepg run")
     p.add_argument("--contexts", type=int, default=DEFAULT_CONTEXTS, metavar="N",
                    help=f"fresh contexts for the likelihood profiles (default {DEFAULT_CONTEXTS})")

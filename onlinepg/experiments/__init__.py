@@ -26,10 +26,10 @@ def run_experiment(name, scale="small", out=None, sets=(), seeds=None, log=print
     flags(overwrite, resume)
     if out is not None:
         check_path(out)
-    from .common import Context, pyplot   # the engine and Numba: imported here so that NAMES (--help) stays light
+    from .common import ExperimentRun, pyplot   # the engine and Numba: imported here so that NAMES (--help) stays light
     pyplot()        # every experiment draws figures: without matplotlib, say so before the runs, not after
     module = importlib.import_module(f"{__name__}.{MODULES[name]}")
-    ctx = Context(name, scale, out, sets, seeds, log)
+    ctx = ExperimentRun(name, scale, out, sets, seeds, log)
     ctx.resume = resume
     with OutDir(ctx.out, "experiment", overwrite=overwrite, resume=resume) as claim:
         claim.replace()

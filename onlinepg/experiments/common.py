@@ -49,7 +49,7 @@ from ..trace import read_table
 
 @dataclass
 class Check:
-    """One pre-registered check; ``passed``/``measured`` are filled by ``Context.verdict`` after the runs."""
+    """One pre-registered check; ``passed``/``measured`` are filled by ``ExperimentRun.verdict`` after the runs."""
 
     name: str
     quantity: str
@@ -94,7 +94,7 @@ def _param_value(name, key, raw, default):
     return value
 
 
-class Context:
+class ExperimentRun:
     """One experiment invocation: parameters, seeds, output folder, result rows, stage timings."""
 
     def __init__(self, name, scale="full", out=None, sets=(), seeds=None, log=print):

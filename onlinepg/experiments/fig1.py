@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import config as C
 from ..build import build_base, build_task, test_batch
-from ..io import save_policy
+from ..weights import save_policy
 from ..outdir import makedirs
 from ..trace import read_table
 from .common import markdown_table, mean_over_seeds, pyplot

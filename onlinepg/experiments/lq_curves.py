@@ -11,7 +11,7 @@ import numpy as np
 from .. import config as C
 from .. import lq
 from ..build import build_task
-from ..io import load_policy
+from ..weights import load_policy
 from ..policy import Policy
 from .common import markdown_table, pyplot
 

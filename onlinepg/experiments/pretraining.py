@@ -11,7 +11,7 @@ import numpy as np
 from .. import config as C
 from .. import lq
 from ..build import build_task
-from ..io import load_policy
+from ..weights import load_policy
 from ..trace import read_table
 
 SGD = {"algo.name": "sgd", "algo.lr_rule": "adaptive"}

@@ -40,8 +40,8 @@ def sample_batch(fm, w, w0, X, J, behaviour, eps, states, Y, lse, logp, logq):
     """Draw ``Y[b]`` from the behaviour for every context; write ``lse`` (float64[B, N]) and the sequence
     log-probabilities ``logp`` = log p_w(Y[b]|x_b), ``logq`` = log q(Y[b]|x_b) (float64[B])."""
     B = X.shape[0]
-    k = fm[1]
-    fast = fm[0] == BIGRAM and behaviour == POLICY
+    k = fm.k
+    fast = fm.kind == BIGRAM and behaviour == POLICY
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 5, k)
     for blk in prange(n_blocks(B)):
@@ -66,8 +66,8 @@ def loglik_batch(fm, w, X, J, Y, loglik, min_token, token_logp):
     """Exact scores of given responses: ``loglik`` (float64[B]) = log p_w(Y[b]|x_b), ``min_token``
     (float64[B]) = min_i log p_w(Y[b,i]|…), ``token_logp`` (float64[B, N]) the per-token log-probs."""
     B = X.shape[0]
-    k = fm[1]
-    fast = fm[0] == BIGRAM
+    k = fm.k
+    fast = fm.kind == BIGRAM
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 4, k)
     for blk in prange(n_blocks(B)):
@@ -92,11 +92,11 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
     (The bigram fast path recomputes normalisers from shared exponentials and ignores ``lse``.)
     """
     B = X.shape[0]
-    k = fm[1]
+    k = fm.k
     D = w.shape[0]
     nb = n_blocks(B)
     acc = np.zeros((nb, D))
-    fast = fm[0] == BIGRAM
+    fast = fm.kind == BIGRAM
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
     scratch = block_scratch(B, 6, k)
     for blk in prange(nb):
@@ -122,7 +122,7 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
 def margin_batch(fm, w, X, J, Ystar, gaps):
     """gaps[b] = the smallest score gap of ``w`` along the correct path ``Ystar[b]`` (float64[B])."""
     B = X.shape[0]
-    k = fm[1]
+    k = fm.k
     scratch = block_scratch(B, 2, k)
     for blk in prange(n_blocks(B)):
         u = scratch[blk, 0]

@@ -24,7 +24,7 @@ TINY = 1e-280
 @njit(cache=True)
 def bigram_tables(fm, w, d, fast):
     """(ET float64[k, k], rm float64[k]) of ``transition_exp`` when ``fast``, else unused placeholders."""
-    k = fm[1]
+    k = fm.k
     ET = np.empty((k, k))
     rm = np.zeros(k)
     if fast:
@@ -35,8 +35,8 @@ def bigram_tables(fm, w, d, fast):
 @njit(cache=True)
 def transition_exp(fm, w, d, ET, rm):
     """ET[prev, a] = exp(t·W2T[prev, a] − rm[prev]) with rm[prev] the row max (ET float64[k, k], rm [k])."""
-    k = fm[1]
-    ts = fm[3]
+    k = fm.k
+    ts = fm.tscale
     for prev in range(k):
         base = d * k + prev * k
         m = ts * w[base]
@@ -73,10 +73,10 @@ def prepare_exp(fm, w, x, u, eu):
 def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
     """On-policy draw of ``y`` (int64[N]) for a bigram map; writes the per-token log-normalisers ``lse``
     (float64[N]) and returns log p_w(y|x). Scratch u, eu, lg, e: float64[k]."""
-    N = fm[2]
+    N = fm.N
     d = x.shape[0]
-    k = fm[1]
-    ts = fm[3]
+    k = fm.k
+    ts = fm.tscale
     mu = prepare_exp(fm, w, x, u, eu)
     base = d * k
     logp = 0.0
@@ -119,10 +119,10 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     scores are the same bits. Only a row's first use calls helpers that take arrays (each such call pays its
     arrays' reference counts, ~17 ns per array: too much per token, nothing per row).
     """
-    N = fm[2]
+    N = fm.N
     d = x.shape[0]
-    k = fm[1]
-    ts = fm[3]
+    k = fm.k
+    ts = fm.tscale
     mu = prepare_exp(fm, w, x, u, eu)
     base = d * k
     L = np.empty(k + 1)                       # slot k: the first token's row; slot a: the row after token a
@@ -161,13 +161,13 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
 @njit(cache=True)
 def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coef, cu):
     """``accumulate_grad`` for a bigram map: p = Eu ∘ ET[prev] / s, no per-token exponentials."""
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     if not any_nonzero(adv):
         return
     prepare_exp(fm, w, x, u, eu)
     d = x.shape[0]
-    ts = fm[3]
+    ts = fm.tscale
     for a in range(k):
         cu[a] = 0.0
     prev = 0

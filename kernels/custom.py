@@ -32,7 +32,7 @@ def _dense_primitives(phi, D):
     @njit
     def token_logits(fm, w, x, j, u, y, i, out):
         f = np.empty(D)
-        for a in range(fm[1]):
+        for a in range(fm.k):
             phi(x, y, i, a, f)
             s = 0.0
             for t in range(D):
@@ -42,7 +42,7 @@ def _dense_primitives(phi, D):
     @njit
     def token_grad(fm, x, j, y, i, coef, cu, g):
         f = np.empty(D)
-        for a in range(fm[1]):
+        for a in range(fm.k):
             if coef[a] != 0.0:
                 phi(x, y, i, a, f)
                 for t in range(D):

@@ -40,8 +40,8 @@ def prepare(fm, w, x, j, u):
 
     Each u_a is summed over c in order, ((u + x₀w₀) + x₁w₁) + …, four terms per pass over the k lanes: the same
     bits as one term per pass, with a quarter of the loads and stores of u (which bound the one-term loop)."""
-    k = fm[1]
-    if fm[0] == BIGRAM:
+    k = fm.k
+    if fm.kind == BIGRAM:
         d = x.shape[0]
         top = d - d % 4
         for a in range(k):
@@ -65,18 +65,18 @@ def prepare(fm, w, x, j, u):
 @njit(cache=True, inline="always")
 def token_logits(fm, w, x, j, u, y, i, out):
     """Logits of position ``i`` (0-based) given the prefix ``y[:i]``, O(k)."""
-    k = fm[1]
-    if fm[0] == BIGRAM:
+    k = fm.k
+    if fm.kind == BIGRAM:
         if i == 0:
             for a in range(k):
                 out[a] = u[a]
         else:
             base = x.shape[0] * k + y[i - 1] * k
-            ts = fm[3]
+            ts = fm.tscale
             for a in range(k):
                 out[a] = u[a] + ts * w[base + a]
     else:
-        base = (j * fm[2] + i) * k
+        base = (j * fm.N + i) * k
         for a in range(k):
             out[a] = w[base + a]
 
@@ -84,17 +84,17 @@ def token_logits(fm, w, x, j, u, y, i, out):
 @njit(cache=True, inline="always")
 def token_grad(fm, x, j, y, i, coef, cu, g):
     """Accumulate ``Σ_a coef[a]·φ(x, y_<i, a)`` of position ``i``: the context block into ``cu``, the rest into ``g``."""
-    k = fm[1]
-    if fm[0] == BIGRAM:
+    k = fm.k
+    if fm.kind == BIGRAM:
         for a in range(k):
             cu[a] += coef[a]
         if i > 0:
             base = x.shape[0] * k + y[i - 1] * k
-            ts = fm[3]
+            ts = fm.tscale
             for a in range(k):
                 g[base + a] += ts * coef[a]
     else:
-        base = (j * fm[2] + i) * k
+        base = (j * fm.N + i) * k
         for a in range(k):
             g[base + a] += coef[a]
 
@@ -102,8 +102,8 @@ def token_grad(fm, x, j, y, i, coef, cu, g):
 @njit(cache=True, inline="always")
 def finish_grad(fm, x, j, cu, g):
     """Add the context block once per sequence: bigram ``g[W1] += x ⊗ cu``; cells nothing."""
-    k = fm[1]
-    if fm[0] == BIGRAM:
+    k = fm.k
+    if fm.kind == BIGRAM:
         for c in range(x.shape[0]):
             xc = x[c]
             base = c * k

@@ -150,9 +150,9 @@ def pg_step_sequence(fm, w, x, ystar, ET, rm, p, state, y, stamp, R, C, SZ, mark
     ~0.2 µs a row but made ``pg_step`` compile in 25 s instead of 17 (and its serial twin in 7 s instead of 3),
     because a separate function is compiled once for both twins; the step's time did not move measurably.
     """
-    k = fm[1]
-    N = fm[2]
-    ts = fm[3]
+    k = fm.k
+    N = fm.N
+    ts = fm.tscale
     tbase = x.shape[0] * k
     d = x.shape[0]
     mu = prepare_exp(fm, w, x, u, eu)   # u = xᵀW1, Eu = exp(u − max u): once per sequence, so the call's
@@ -298,7 +298,7 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
     """
     B = X.shape[0]
     d = X.shape[1]
-    k = fm[1]
+    k = fm.k
     D = w.shape[0]
     ET = np.empty((k, k))
     rm = np.empty(k)
@@ -369,7 +369,7 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
 def fused_supported(fm, mode, baseline):
     """True if ``pg_step`` covers this step: the bigram map, and an outcome reward (any baseline), a process
     reward without baseline, or the supervised and fit modes."""
-    return fm[0] == BIGRAM and (mode != "process" or baseline == "none")
+    return fm.kind == BIGRAM and (mode != "process" or baseline == "none")
 
 
 pg_step_serial = serial_twin(pg_step)

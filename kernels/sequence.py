@@ -51,8 +51,8 @@ def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, l
 
     Returns (log p_w(y|x), log q(y|x)) for the sampled response.
     """
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     logk = math.log(k)
     prepare(fm, w, x, j, u)
     need_base = behaviour == BASE or behaviour == MIXTURE
@@ -112,7 +112,7 @@ def sequence_loglik(fm, w, x, j, y, tok, u, lg):
     Writes the per-token log-probs log p_w(y_i|x, y_<i) into ``tok`` (float64[N]) and returns
     (sequence log-likelihood, min-token log-prob). Pure log space: no underflow for any N.
     """
-    N = fm[2]
+    N = fm.N
     prepare(fm, w, x, j, u)
     total = 0.0
     worst = math.inf
@@ -142,8 +142,8 @@ def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, c
     nothing. If ``have_lse`` the per-token log-normalisers in ``lse`` (float64[N], from ``sample_sequence``
     with the same ``w``) are reused instead of recomputed. Scratch: u, lg, coef, cu (float64[k]).
     """
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     if not any_nonzero(adv):
         return
     prepare(fm, w, x, j, u)
@@ -164,8 +164,8 @@ def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, c
 def correct_path_gap(fm, w, x, j, ystar, u, lg):
     """min over positions i and wrong tokens a ≠ y*_i of the score gap
     ⟨w, φ(x, y*_<i, y*_i) − φ(x, y*_<i, a)⟩ along the correct path ``ystar`` (int64[N])."""
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     prepare(fm, w, x, j, u)
     gap = math.inf
     for i in range(N):

@@ -15,7 +15,7 @@ from .common import fill, score_and_argmax
 
 @njit(cache=True)
 def banditron_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    k = fm[1]
+    k = fm.k
     llstar, best = score_and_argmax(fm, w, x, j, ystar, ws)
     lg = ws.lg
     played = randint(ws.state, k) if uniform(ws.state) < p.eps else best

@@ -9,7 +9,7 @@ from .common import equal, fill, finish_update, score_and_commit
 
 @njit(cache=True)
 def best_of_m_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    N = fm[2]
+    N = fm.N
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     tokens = N
     orm = 1

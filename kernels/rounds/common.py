@@ -53,8 +53,8 @@ def round_workspace(fm, D, G):
     int64[N] and lsec, lsetry, adv, tok float64[N] (committed / exploration responses and their
     normalisers, advantages, per-token log-probs); Ys int64[G, N], lses float64[G, N], logps, logqs float64[G],
     rewards and gadv float64[G, 1] (a PG round's samples, rewards and advantages)."""
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     return RoundWorkspace(np.empty(4, np.uint64), np.zeros(D), np.empty(k), np.empty(k), np.empty(k), np.empty(k),
                           np.empty(k), np.empty(k), np.empty(k), np.empty(N, np.int64), np.empty(N),
                           np.empty(N, np.int64), np.empty(N), np.empty(N), np.empty(N), np.empty((G, N), np.int64),
@@ -110,7 +110,7 @@ def score_and_argmax(fm, w, x, j, ystar, ws):
     prepare(fm, w, x, j, ws.u)
     token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
     best = 0
-    for a in range(1, fm[1]):
+    for a in range(1, fm.k):
         if ws.lg[a] > ws.lg[best]:
             best = a
     return llstar, best

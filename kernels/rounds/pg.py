@@ -19,7 +19,7 @@ from .common import equal, finish_update, reward_of, score_and_commit
 @njit(cache=True)
 def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
     """Sample 0 is the committed on-policy response when q = p_w; the others are fresh draws from q."""
-    N = fm[2]
+    N = fm.N
     G = p.group_size
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     tokens = N
@@ -57,7 +57,7 @@ def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
 def is_bandit(p, fm):
     """N = 1 on-policy outcome-reward PG with one sample and no baseline, IW or Adagrad on a bigram map: the
     bandit-multiclass round that ``pg_bandit_round`` fuses (same draws, same update)."""
-    return (fm[0] == BIGRAM and fm[2] == 1 and p.behaviour == POLICY and p.group_size == 1
+    return (fm.kind == BIGRAM and fm.N == 1 and p.behaviour == POLICY and p.group_size == 1
             and p.baseline == NO_BASELINE and p.iw_clip == 0.0 and p.rule != ADAGRAD)
 
 
@@ -68,7 +68,7 @@ def bandit_step(fm, w, x, ystar, state, pm1, rule, lr, u, e, coef):
     buffer, no second or third pass over xᵀW1. ‖g‖² = ‖x‖²·‖coef‖² since g = x ⊗ coef.
 
     Returns (log p(y*|x), log p(ŷ|x), ŷ == y*, reward, η, ‖g‖²)."""
-    k = fm[1]
+    k = fm.k
     d = x.shape[0]
     prepare(fm, w, x, 0, u)
     m = row_max(u)

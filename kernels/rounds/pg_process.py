@@ -21,8 +21,8 @@ def extend_prefix(fm, w0, x, j, ystar, L, m_tok, ws):
     """Extend the correct prefix y*_{<L} token by token: at each position draw up to ``m_tok`` candidates from
     ½q₀(·|x, prefix) + ½Unif(Y), one prefix check each, keep the first correct one; stop where none is.
     Returns (new L, prefix checks, tokens sampled)."""
-    k = fm[1]
-    N = fm[2]
+    k = fm.k
+    N = fm.N
     prm = 0
     tokens = 0
     prepare(fm, w0, x, j, ws.u0)
@@ -65,7 +65,7 @@ def search_prefix(y, ystar):
 @njit(cache=True)
 def _learn_prefix(p, fm, w, G2, x, j, ystar, L, ws):
     """Update on the correct prefix y*_{≤L} (A_i = 1 for i < L, 0 after)."""
-    N = fm[2]
+    N = fm.N
     if L > 0:
         for i in range(N):
             ws.adv[i] = 1.0 if i < L else 0.0
@@ -75,7 +75,7 @@ def _learn_prefix(p, fm, w, G2, x, j, ystar, L, ws):
 
 @njit(cache=True)
 def explore_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    N = fm[2]
+    N = fm.N
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     tokens = N
     prm = 1                       # check the whole rollout: one prefix check of length N
@@ -90,7 +90,7 @@ def explore_round(p, fm, w, w0, G2, x, j, ystar, ws):
 
 @njit(cache=True)
 def binary_search_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    N = fm[2]
+    N = fm.N
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     tokens = N
     prm = 1
@@ -106,7 +106,7 @@ def binary_search_round(p, fm, w, w0, G2, x, j, ystar, ws):
 
 @njit(cache=True)
 def on_policy_round(p, fm, w, w0, G2, x, j, ystar, ws):
-    N = fm[2]
+    N = fm.N
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     neg = -1.0 if p.pm1 else 0.0
     L = correct_prefix_len(ws.yc, ystar)

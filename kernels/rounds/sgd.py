@@ -12,4 +12,4 @@ def sgd_round(p, fm, w, w0, G2, x, j, ystar, ws):
     fill(ws.adv, 1.0)
     accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.u, ws.lg, ws.coef, ws.cu)
     eta, gsq = finish_update(p, w, ws.g, G2)
-    return llstar, logpc, correct, 1.0, 0, 0, fm[2], eta, gsq
+    return llstar, logpc, correct, 1.0, 0, 0, fm.N, eta, gsq

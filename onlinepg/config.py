@@ -172,6 +172,9 @@ SCHEMA = {
                        choices=PROCESS_VARIANTS),
         "reward_type": Key("outcome", str, "pg_batch: 'outcome' (ORM) or 'process' (PRM)",
                            choices=("outcome", "process")),
+        "init": Key("base", str, "the learner's start w_1: 'base' (the base model's weights) or 'zero' (w = 0, the "
+                    "uniform policy); exploration from the base q₀ (best_of_m, pg_process, pg with behaviour base or "
+                    "mixture) uses the base either way", choices=("base", "zero")),
     },
     "run": {
         "rounds": Key(1000, int, "rounds (per-round algorithms) or steps (batched: pg_batch, sgd with "

@@ -266,7 +266,7 @@ def _run(cfg, claim, resume, t_start):
     t_base = time.perf_counter()
     base = build_base(task, cfg)
     base_seconds = time.perf_counter() - t_base
-    policy = Policy(task.features, base.w)
+    policy = Policy(task.features, base.w if cfg.algo.init == "base" else np.zeros_like(base.w))
     learner = make_learner(cfg, stream, policy, base)
     evaluator = Evaluator(policy, test, tracked)
     start, stopped = _restore(out, ckpt_dir, learner, evaluator, cfg) if resume else (0, False)

@@ -279,3 +279,25 @@ def test_eval_and_tracking_schedules_are_decoupled_and_chunk_free(tmp_path):
     run(CONFIGS / "pg.toml", tmp_path / "b", sets=sets, progress=False)
     for table in ("eval", "tracked", "rounds"):
         assert read_table(tmp_path / "a" / table).equals(read_table(tmp_path / "b" / table))
+
+
+def test_algo_init_zero_starts_the_learner_at_zero_and_explores_from_the_base(tmp_path):
+    """algo.init = 'zero': the learner starts at w = 0 (the uniform policy, test error 1 − k^−N at round 0) while
+    best-of-m still explores from the base q₀ (base.npz is the same base either way); 'base' (the default) starts
+    the learner at the base (test error 1 − α)."""
+    from onlinepg.weights import load_policy
+    user = {"task": {"kind": "cells", "k": 4, "N": 3, "M": 6}, "base": {"kind": "alpha", "alpha": 0.2},
+            "algo": {"name": "best_of_m", "m": 8},
+            "run": {"rounds": 60, "eval_every": 20, "checkpoint_every": 20, "keep_checkpoints": 0, "progress": False}}
+    runs = {}
+    for init in ("base", "zero"):
+        out = tmp_path / init
+        run(user, out, sets=[f"algo.init={init}"])
+        runs[init] = (read_table(out / "eval").to_pydict(), out)
+    (ev_b, out_b), (ev_z, out_z) = runs["base"], runs["zero"]
+    assert ev_b["test_error"][0] == pytest.approx(1 - 0.2, abs=1e-12)
+    assert ev_z["test_error"][0] == pytest.approx(1 - 4.0 ** -3, abs=1e-12)
+    assert np.array_equal(load_policy(out_b / "base.npz").w, load_policy(out_z / "base.npz").w)
+    assert ev_z["test_error"][-1] < ev_z["test_error"][0] - 0.05         # it learns from the base's explorations
+    assert ev_z["orm_queries"][-1] > 0
+    assert C.resolve(C.load(out_z / "config.toml")).algo.init == "zero"

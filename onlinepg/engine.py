@@ -77,7 +77,8 @@ def _resolve(config, out, resume, sets, progress):
         user = config
     else:
         raise ConfigError("config must be None (the default experiment), a dict of sections (task, base, algo, "
-                          f"run), a resolved config (config.Spec) or a TOML file path, got {type(config).__name__} {config!r}")
+                          "run), a resolved config (config.Spec) or a TOML file path, got "
+                          f"{type(config).__name__} {config!r}")
     user = C.apply_overrides(user, sets)
     if progress is not None:
         if not isinstance(progress, bool):
@@ -176,9 +177,10 @@ TRACE_FOLDERS = ("rounds", "eval", "tracked")
 START_OVER = "start over with --overwrite (or another --out)"
 
 
-def _restore(out, ckpt_dir, learner, evaluator, cfg):
-    """(start round, stopped) from the newest checkpoint (0, False without one), once the folder's config,
-    checkpoint and trace parts are known to agree (``_check_folder``); a corrupt checkpoint is refused."""
+def _restore(out, ckpt_dir, learner, evaluator, cfg_hash):
+    """(start round, stopped) from the newest checkpoint (0, False without one), once the folder's config
+    (``cfg_hash``, its ``config_hash``), checkpoint and trace parts are known to agree (``_check_folder``); a
+    corrupt checkpoint is refused."""
     listed = _check_folder(out)
     ckpts = sorted(ckpt_dir.glob("ckpt-*.npz"))
     if not ckpts:
@@ -187,7 +189,7 @@ def _restore(out, ckpt_dir, learner, evaluator, cfg):
     try:
         with np.load(path) as z:
             saved = str(z["config_hash"]) if "config_hash" in z.files else None
-            if saved != config_hash(cfg):
+            if saved != cfg_hash:
                 raise ConfigError(
                     f"--resume: checkpoint {path.name} was written " + (
                         "by an older onlinepg (it carries no config hash)" if saved is None else
@@ -203,26 +205,22 @@ def _restore(out, ckpt_dir, learner, evaluator, cfg):
         prev = (f"delete it to resume from {ckpts[-2].name}" if len(ckpts) > 1 else
                 "no earlier checkpoint is kept: start the run again with --overwrite")
         raise ConfigError(f"--resume: checkpoint {path} is corrupt ({why}); {prev}") from None
-    _check_parts(out, listed, start, config_hash(cfg))
+    _check_parts(out, listed, start, cfg_hash)
     return start, stopped
 
 
 def _check_folder(out):
-    """The manifest's last line per file; refuses a folder without a valid run manifest and a file in the
-    trace or checkpoint folders that onlinepg did not write (resume would read or delete it)."""
-    manifest = outdir.read_manifest(out)
-    if manifest is None or manifest[0] != "run":
-        raise ConfigError(f"--resume: {out} has no valid run manifest ({outdir.MANIFEST}: written by an older "
-                          f"onlinepg, or damaged), so what it holds cannot be checked; {START_OVER}")
-    listed = {e["f"]: e for e in manifest[1] if "f" in e}
+    """The manifest's last line per file (``OutDir`` has checked that the folder has a valid run manifest);
+    refuses a file in the trace or checkpoint folders that onlinepg did not write (resume would read or delete
+    it)."""
+    listed = outdir.listed_files(out)
     for sub in TRACE_FOLDERS + ("checkpoints",):
         folder = out / sub
         if not folder.is_dir():
             continue
         for p in sorted(folder.iterdir()):
             rel = f"{sub}/{p.name}"
-            tmp_of = f"{sub}/{p.name[1:-4]}" if p.name.startswith(".") and p.name.endswith(".tmp") else None
-            if rel not in listed and tmp_of not in listed:
+            if rel not in listed and outdir.temporary_of(rel) not in listed:
                 raise ConfigError(f"--resume: {out / rel} is not a file this run wrote (a stray file in {sub}/); "
                                   f"move it out of the run folder, or {START_OVER}")
     return listed
@@ -269,13 +267,13 @@ def _run(cfg, claim, resume, t_start):
     policy = Policy(task.features, base.w if cfg.algo.init == "base" else np.zeros_like(base.w))
     learner = make_learner(cfg, stream, policy, base)
     evaluator = Evaluator(policy, test, tracked)
-    start, stopped = _restore(out, ckpt_dir, learner, evaluator, cfg) if resume else (0, False)
+    h = config_hash(cfg)
+    start, stopped = _restore(out, ckpt_dir, learner, evaluator, h) if resume else (0, False)
     claim.replace()                 # the new run is known to start: only now is an old run replaced
     cfg_toml = C.to_toml(cfg)
     if not resume:
         outdir.write_text(out / "config.toml", cfg_toml)
     meta = run_metadata(cfg_toml, cfg.run.seed)
-    h = config_hash(cfg)
     writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta, config_hash=h),
                "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta, config_hash=h),
                "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta, config_hash=h)}

@@ -134,6 +134,24 @@ def read_manifest(folder):
     return head["kind"], entries
 
 
+def listed_files(folder):
+    """{path: its last manifest line} of every file ``folder``'s manifest lists ({} without a valid one)."""
+    manifest = read_manifest(folder)
+    return _last_files(manifest[1]) if manifest else {}
+
+
+def _last_files(entries):
+    return {e["f"]: e for e in entries if "f" in e}
+
+
+def temporary_of(rel):
+    """The path ``rel`` an atomic write's temporary ``…/.NAME.tmp`` belongs to (``…/NAME``), or None."""
+    head, _, name = rel.rpartition("/")
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    return f"{head}/{name[1:-4]}" if head else name[1:-4]
+
+
 def _ident(entry):
     """(key, path) of a manifest line: key "f" (file), "d" (folder) or "c" (nested claim)."""
     key = next(k for k in ("f", "d", "c") if k in entry)
@@ -156,16 +174,43 @@ def _append(folder, entries):
         os.close(fd)
 
 
-def _nearest_owner(path):
-    """The nearest folder strictly above ``path`` (absolute) with a valid manifest, or None."""
+def _ancestors(path):
+    """The folders strictly above ``path`` (absolute), nearest first."""
     p = os.path.dirname(path)
     while True:
-        if read_manifest(p) is not None:
-            return p
+        yield p
         up = os.path.dirname(p)
         if up == p:
-            return None
+            return
         p = up
+
+
+def _active_claim(path):
+    """The claim of this process whose folder holds ``path`` (absolute), or None."""
+    return next((_ACTIVE[p] for p in _ancestors(path) if p in _ACTIVE), None)
+
+
+def _nearest_owner(path):
+    """(folder, manifest entries) of the nearest folder strictly above ``path`` (absolute) with a valid
+    manifest, or (None, None)."""
+    for p in _ancestors(path):
+        manifest = read_manifest(p)
+        if manifest is not None:
+            return p, manifest[1]
+    return None, None
+
+
+def _note(path, key, **meta):
+    """List ``path`` (absolute) as ``key`` ("f" or "c") in the manifest of the claim of this process that holds
+    it, else of the nearest folder above with a manifest (written by another process), else nowhere."""
+    claim = _active_claim(path)
+    if claim is not None:
+        claim.note(path, key, **meta)
+        return
+    owner, _ = _nearest_owner(path)
+    if owner is not None:
+        rel = os.path.relpath(path, owner)
+        _append(owner, _dirs_between(owner, rel) + [{key: rel, **meta}])
 
 
 def _dirs_between(root, rel):
@@ -179,21 +224,7 @@ def record(path, **meta):
     that holds it, else of the nearest folder above with a manifest (a figure or an LQ table written into a
     run folder), else nowhere (a weights file a user saves anywhere). Call it before the write: a kill between
     the two leaves a listed file that does not exist, never a file that is not listed."""
-    path = os.path.abspath(path)
-    p = os.path.dirname(path)
-    while True:
-        claim = _ACTIVE.get(p)
-        if claim is not None:
-            claim.note(path, "f", **meta)
-            return
-        up = os.path.dirname(p)
-        if up == p:
-            break
-        p = up
-    owner = _nearest_owner(path)
-    if owner is not None:
-        rel = os.path.relpath(path, owner)
-        _append(owner, _dirs_between(owner, rel) + [{"f": rel, **meta}])
+    _note(os.path.abspath(path), "f", **meta)
 
 
 def makedirs(path):
@@ -202,16 +233,9 @@ def makedirs(path):
     if path.is_dir():
         return path
     absolute = os.path.abspath(path)
-    p = os.path.dirname(absolute)
-    while True:
-        claim = _ACTIVE.get(p)
-        if claim is not None:
-            claim.note(absolute, "d")
-            break
-        up = os.path.dirname(p)
-        if up == p:
-            break
-        p = up
+    claim = _active_claim(absolute)
+    if claim is not None:
+        claim.note(absolute, "d")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -222,10 +246,8 @@ def may_replace(path, option):
     their input (``onlinepg lq``'s lq.parquet)."""
     path = os.path.abspath(path)
     if os.path.lexists(path):
-        owner = _nearest_owner(path)
-        listed = owner is not None and any(e.get("f") == os.path.relpath(path, owner)
-                                           for e in read_manifest(owner)[1])
-        if not listed:
+        owner, entries = _nearest_owner(path)
+        if owner is None or os.path.relpath(path, owner) not in _last_files(entries):
             raise ConfigError(f"{option}: {path} exists and onlinepg did not write it; refusing to replace it "
                               "(move it away, or pass --out DIR)")
     record(path)
@@ -282,12 +304,7 @@ class _Inventory:
                     self._merge(rel + "/", sub[1], depth + 1)
 
     def _listed_file(self, rel):
-        if rel in self.files:
-            return True
-        head, _, name = rel.rpartition("/")
-        if name.startswith(".") and name.endswith(".tmp"):      # an atomic write's temporary sibling
-            return (f"{head}/{name[1:-4]}" if head else name[1:-4]) in self.files
-        return False
+        return rel in self.files or temporary_of(rel) in self.files
 
     def _walk(self, rel):
         folder = os.path.join(self.root, rel) if rel else self.root
@@ -337,7 +354,8 @@ class OutDir:
         self._created_lock = False
         self._noted = {}            # (key, path) → the last manifest line written for it
         self._inventory = None
-        self._listed = set()        # resume: the files the folder's manifest lists (only those are replaced)
+        self._listed = set()        # resume: the files the folder's manifest lists and this command wrote (only those
+        self._keep_manifest = False  # are replaced); True when resuming a folder that has a valid manifest
         self.committed = False
 
     def __enter__(self):
@@ -383,20 +401,7 @@ class OutDir:
     def _note_in_owner(self):
         """A folder claimed inside a claimed folder (an experiment's run, a sweep's cell, a run's figures) is
         listed there as a nested claim before it is created, so replacing the outer folder removes it too."""
-        p = os.path.dirname(self.abs)
-        while True:
-            claim = _ACTIVE.get(p)
-            if claim is not None:
-                claim.note(self.abs, "c")
-                return
-            up = os.path.dirname(p)
-            if up == p:
-                break
-            p = up
-        owner = _nearest_owner(self.abs)
-        if owner is not None:
-            rel = os.path.relpath(self.abs, owner)
-            _append(owner, _dirs_between(owner, rel) + [{"c": rel}])
+        _note(self.abs, "c")
 
     def _check(self):
         try:
@@ -414,7 +419,7 @@ class OutDir:
             if manifest[0] != self.kind:
                 raise ConfigError(f"--resume: {self.path} is {_article(manifest[0])} {manifest[0]} folder, not "
                                   f"{_article(self.kind)} {self.kind} folder")
-            self._listed = {e["f"] for e in manifest[1] if "f" in e}
+            self._listed, self._keep_manifest = set(_last_files(manifest[1])), True
             return
         if not names:
             return
@@ -474,6 +479,8 @@ class OutDir:
         if key == "f" and self.resume and rel not in self._listed and os.path.lexists(path):
             raise ConfigError(f"--resume: {path} exists and onlinepg did not write it; refusing to replace it "
                               "(move it away and resume again)")
+        if key == "f":
+            self._listed.add(rel)       # written by this command: it may write it again
         new = {}
         for e in _dirs_between(self.abs, rel) + [{key: rel, **meta}]:
             text = json.dumps(e, sort_keys=True)
@@ -500,7 +507,7 @@ class OutDir:
                     raise ConfigError(f"--overwrite: cannot remove {p}: {exc.strerror or exc}; the files listed "
                                       f"in {MANIFEST} that remain are still onlinepg's: fix that and run again "
                                       "with --overwrite") from None
-        if not (self.resume and read_manifest(self.abs) is not None):
+        if not self._keep_manifest:
             write_bytes(self.path / MANIFEST, _header(self.kind).encode(), record_it=False)
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"onlinepg {self.kind}\n".encode(), 0)

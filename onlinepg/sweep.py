@@ -337,8 +337,7 @@ def run_sweep(sweep, out=None, *, backend="local", scheduler=None, workers=None,
 def _drop_stale_records(out, tasks):
     """A cell to run again loses the cell.json an earlier attempt left (the sweep's file, listed in the sweep's
     manifest; the cell's run may only replace what it wrote itself). One the manifest does not list stays."""
-    manifest = outdir.read_manifest(out)
-    listed = {e["f"] for e in manifest[1] if "f" in e} if manifest else set()
+    listed = outdir.listed_files(out)
     for task in tasks:
         rel = f"{task['path']}/cell.json"
         if rel in listed:

@@ -294,6 +294,19 @@ def test_resume_never_replaces_a_file_it_did_not_write(tmp_path):
     assert os.listdir(mine) == ["results.md"]
 
 
+def test_a_resumed_command_rewrites_what_it_wrote_itself(tmp_path):
+    """A sweep resumed into a new folder writes runs.parquet again and again (its own file each time)."""
+    from onlinepg.sweep import run_sweep
+    sweep = {"sweep": {"seeds": 1}, "fixed": {"run.rounds": 20, "run.eval_every": 10, "task.N": 2},
+             "grid": {"task.k": [3]}}
+    assert run_sweep(sweep, tmp_path / "s", backend="local", workers=1, progress=False, resume=True)["completed"] == 1
+    with outdir.OutDir(tmp_path / "e", "experiment", resume=True) as claim:
+        claim.replace()
+        outdir.write_text(tmp_path / "e" / "results.md", "# first\n")
+        outdir.write_text(tmp_path / "e" / "results.md", "# second\n")
+    assert (tmp_path / "e" / "results.md").read_text() == "# second\n"
+
+
 # -- §2: --resume accepted folders it should refuse ------------------------------------------------------
 
 def interrupted(copy, at):

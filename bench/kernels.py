@@ -62,7 +62,7 @@ def make_problem(B, N, d, k, seed, target_success=0.5):
 
 class OnlinePG:
     """onlinepg state: weights w, Adagrad sum G2 (float64[D]), the fused step's parameters and buffers
-    (``kernels.pg_step``: per-row RNG states, Y, log-likelihoods, prefix lengths) and the gradient g (float64[D])."""
+    (``kernels.steps.pg_step``: per-row RNG states, Y, log-likelihoods, prefix lengths) and the gradient g (float64[D])."""
 
     name = "onlinepg (numba, float64)"
 
@@ -75,6 +75,7 @@ class OnlinePG:
         self.params = K.step_params("outcome", "pm1", "batch_mean", scale=1.0 / (B * N))
         self.out = K.step_out(B, N)
         self.kernel = pick(K, "pg_step", B, N * k)          # the twin the engine picks for this size
+        self.J = np.zeros(B, np.int64)                      # context ids (read by the cells map only)
 
     def reset(self):
         """Back to w0 and an empty Adagrad sum (the RNG streams move on)."""
@@ -95,7 +96,7 @@ class OnlinePG:
         """The fused step: sample (streams keyed by (seed, step·B + b), so the same step draws the same responses
         whatever the threads), reward, baseline and gradient in one kernel call."""
         self.g[:] = 0.0
-        self.kernel(self.fm, self.w, self.X, self.Ystar, self.params, self.seed, self.t * self.Y.shape[0],
+        self.kernel(self.fm, self.w, self.X, self.J, self.Ystar, self.params, self.seed, self.t * self.Y.shape[0],
                     self.out, self.g)
 
     def update(self):

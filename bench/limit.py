@@ -17,7 +17,7 @@ the real kernels, one xoshiro draw per token and nothing else:
 * ``pg_floor``    — sampling pass + gradient pass per token: the floor of any algorithm that does O(k) lane
   work for every token.
 
-The engine's step (kernels/pg_step.py) is not such an algorithm: a sequence's softmax rows depend on the previous
+The engine's step (kernels/steps/fused.py) is not such an algorithm: a sequence's softmax rows depend on the previous
 token only, so it computes each row once per sequence (at most k + 1 rows, whatever N), draws each token by a
 branch-free count over the row's cached partial sums, and sums the gradient's probability terms by row. Its
 ratio to pg_floor (above 100 %: faster than any per-token-lane algorithm) is the row below the micro-kernels.

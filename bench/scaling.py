@@ -8,7 +8,7 @@ Adagrad), run by its ``OnlinePG`` from the same kind of start weights (β·teach
 p(y*|x) = 0.5, so no zero-advantage sequence lets the gradient skip work). One axis moves at a time from the
 paper's Figure-1 shape (N = 128, d = k = 32, B = 1024, 2 threads). Protocol as in ``bench.kernels``: every
 configuration in turn (interleaved rounds) runs untimed steps for ``warm`` seconds, is reset to its start
-weights, and times one step; medians over rounds. Expected shape (kernels/pg_step.py): a token costs an RNG
+weights, and times one step; medians over rounds. Expected shape (kernels/steps/fused.py): a token costs an RNG
 draw, a k-lane count over its row's cached partial sums and O(1) bookkeeping; each softmax row a sequence uses
 (at most k + 1, one per distinct previous token) costs O(k) once, for the draw and for the gradient; x·W1 and its
 k exponentials cost d·k once per sequence. So ns/token does not grow with N (the per-sequence work is spread

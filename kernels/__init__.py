@@ -21,10 +21,13 @@ from .codes import (ADAGRAD, ADAPTIVE, BASE, BASELINES, BEHAVIOURS, CONSTANT, CO
                     LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, STEP_MODES, STEP_ORM,
                     STEP_PRM, STEP_SUPERVISED, TRACE_COLUMNS, TRACE_SCHEMA, UNIFORM)
 from .sequence import accumulate_grad, correct_path_gap, logaddexp, sample_sequence, sequence_loglik
-from .pg_step import StepOut, StepParams, fused_supported, pg_step, pg_step_serial, step_out, step_params
+from .steps import (STEP_NAMES, STEPS, baseline_advantages, StepOut, StepParams, fused_supported, pg_step, pg_step_serial, run_steps_fused,
+                    run_steps_fused_serial, run_steps_separate, run_steps_separate_serial, separate_step,
+                    separate_step_serial, step_kind, step_out, step_params)
+from .counters import add_counts, pairwise_sum, write_trace_row
 from .softmax import log_softmax, logsumexp, sample_categorical
 from .updates import adaptive_lr, apply_update, clipped_importance_weight, sq_norm
-from . import codes, rounds
+from . import codes, rounds, steps
 from .rounds import (RoundParams, RoundWorkspace, pg_bandit_round, best_of_m_round, binary_search_round, explore_round,
                      on_policy_round, perceptron_round, pg_round, round_params, round_workspace, run_rounds,
                      sgd_round)

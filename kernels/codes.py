@@ -26,7 +26,7 @@ GROUP_MEAN = 1    # mean of the group (the whole batch for 'batch_mean')
 LEAVE_ONE_OUT = 2  # RLOO: mean of the group's other members
 BASELINES = {"none": NO_BASELINE, "batch_mean": GROUP_MEAN, "group_mean": GROUP_MEAN, "loo": LEAVE_ONE_OUT}
 
-# --- what the fused batched step (kernels/pg_step.py) takes its gradient of --------------------------------------------
+# --- what the fused batched step (kernels/steps) takes its gradient of --------------------------------------------
 STEP_ORM = 0         # outcome reward of the sampled response
 STEP_PRM = 1         # per-prefix process reward of the sampled response
 STEP_SUPERVISED = 2  # log-likelihood of y* (batched SGD; the sample only counts mistakes)
@@ -34,7 +34,7 @@ STEP_FIT = 3         # log-likelihood of y*, nothing sampled (pre-training)
 STEP_MODES = {"outcome": STEP_ORM, "process": STEP_PRM, "supervised": STEP_SUPERVISED, "fit": STEP_FIT}
 
 # The algorithm names are the keys of kernels.rounds.ROUNDS (one round kernel each; pg_process has one per variant,
-# keyed "pg_process/<variant>"); the batched ones (pg_batch, sgd with batch > 1) run through kernels/batch.
+# keyed "pg_process/<variant>"); the batched ones (pg_batch, sgd with batch > 1) run through kernels.steps.
 
 # --- counters (float64[NCOUNT], cumulative; all but mistakes_expected hold integers) ----------------------------
 COUNTERS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",

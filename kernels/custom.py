@@ -4,7 +4,8 @@ The user supplies ``phi(x, y, i, a, out)`` — write φ(x, y_<i, a) (float64[D])
 ``x`` (float64[d]), prefix ``y[:i]`` (int64[N]; later entries must not be read), position ``i`` and token
 ``a`` — and the dimension D. ``custom_kernels(phi, D)`` returns a namespace with the same kernels as the
 built-in maps (``sample_sequence``, ``sequence_loglik``, ``accumulate_grad``, ``correct_path_gap``,
-``sample_batch``, ``loglik_batch``, ``grad_batch``, ``margin_batch``) with identical signatures; pass
+``sample_batch``, ``loglik_batch``, ``grad_batch``, ``margin_batch``, the batched step ``separate_step`` and its
+drivers ``run_steps_separate[_serial]``) with identical signatures; pass
 ``fm = FeatureMap(CUSTOM, k, N, 1.0)``.
 
 The kernels are not written twice: their compiled-once Python bodies are re-bound to a globals table in which
@@ -19,9 +20,10 @@ import numpy as np
 from numba import njit
 
 from . import batch, sequence
+from .steps import driver as step_drivers, separate
 
 _REBOUND = ("sample_sequence", "sequence_loglik", "accumulate_grad", "correct_path_gap",
-            "sample_batch", "loglik_batch", "grad_batch", "margin_batch")
+            "sample_batch", "loglik_batch", "grad_batch", "margin_batch", "separate_step")
 
 
 def _dense_primitives(phi, D):
@@ -65,6 +67,7 @@ def custom_kernels(phi, D):
         raise ValueError(f"custom_kernels: D must be an integer >= 1, got {D}")
     table = dict(vars(sequence))
     table.update(vars(batch))
+    table.update(vars(separate))
     table.update(_dense_primitives(phi, D))
     for name in _REBOUND:
         src = table[name]
@@ -75,4 +78,7 @@ def custom_kernels(phi, D):
         table[name] = njit(**opts, parallel=bool(getattr(src, "targetoptions", {}).get("parallel")))(fn)
         table[name + "_serial"] = njit(**opts)(types.FunctionType(py.__code__, table, name, py.__defaults__))
     names = [n for n in table if n in _REBOUND or n[: -len("_serial")] in _REBOUND]
-    return types.SimpleNamespace(**{name: table[name] for name in names}, D=D, phi=phi)
+    drivers = {"run_steps_separate" + tail: step_drivers.step_driver(table["separate_step" + tail],
+                                                                     "run_steps_separate" + tail, cache=False)
+               for tail in ("", "_serial")}
+    return types.SimpleNamespace(**{name: table[name] for name in names}, **drivers, D=D, phi=phi)

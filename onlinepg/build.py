@@ -106,16 +106,13 @@ def pretrain(task, cfg, policy):
     f = policy.features
     G2 = np.zeros(f.D)
     B, N = b.batch, task.N
-    fused = K.fused_supported(f.fm, "fit", "none")
-    if fused:       # the fused step's fit mode: the supervised gradient, nothing sampled (kernels/pg_step.py)
-        params, out, g = K.step_params("fit", scale=1.0 / (B * N)), K.step_out(B, N), np.zeros(f.D)
-    for step in range(b.steps):
-        batch = task.draw(step * B, B, stream="pretrain")
-        if fused:
-            g[:] = 0.0
-            f.kernel("pg_step", B)(f.fm, policy.w, batch.X, batch.Ystar, params, 0, 0, out, g)
-        else:
-            g = policy.grad(batch.X, batch.J, batch.Ystar, np.ones(B), scale=1.0 / (B * N))
+    kind = K.step_kind(f.fm, "fit", "none")     # the step kernel's fit mode: y*'s gradient, nothing sampled
+    step = f.kernel(K.STEP_NAMES[kind], B)
+    params, out, g = K.step_params("fit", scale=1.0 / (B * N), kernel=kind), K.step_out(B, N), np.zeros(f.D)
+    for t in range(b.steps):
+        batch = task.draw(t * B, B, stream="pretrain")
+        g[:] = 0.0
+        step(f.fm, policy.w, batch.X, batch.J, batch.Ystar, params, 0, 0, out, g)
         policy.update(g, b.lr_rule, b.lr, G2)
     return policy
 

@@ -2,7 +2,7 @@
 
 ``TOUR`` is the list of runs: each per-round algorithm (one round kernel and chunk driver each, see
 ``kernels.rounds``), batched sgd and pg_batch with outcome and process rewards at batches below and above the
-serial/parallel threshold, teacher tasks with Rademacher and mixture contexts and a pre-trained base, a cells task
+serial/parallel threshold (the fused step) and on cells (the separate step), teacher tasks with Rademacher and mixture contexts and a pre-trained base, a cells task
 with a prescribed-likelihood base. ``warm(jobs)`` plays them in ``jobs`` processes at once: Numba compiles on one
 core, but each kernel is cached on its own, so separate processes fill the cache in parallel. ``bench.startup``
 times the same tour.
@@ -35,6 +35,10 @@ TOUR = [
                                     "run": {"rounds": 20, "eval_every": 10}}),
     ("pg on cells, alpha base", {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50},
                                  "base": {"kind": "alpha", "alpha": 0.1}, "algo": {"name": "pg", "behaviour": "base"}}),
+    ("pg_batch on cells, process reward with a group baseline (the separate step)",
+     {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50}, "base": {"kind": "alpha", "alpha": 0.1},
+      "algo": {"name": "pg_batch", "batch": 8, "reward_type": "process", "baseline": "group_mean", "group_size": 2},
+      "run": {"rounds": 20, "eval_every": 10}}),
 ]
 
 # every other per-round algorithm (a new one included) gets a plain run at N = 1, which every one of them accepts

@@ -1,6 +1,7 @@
-"""kernels.pg_step — the fused batched step against the NumPy reference of the paper mode (tests/reference_online.py:
-sampling from per-row streams, rewards, every baseline, the score-function gradient), its invariance to the
-thread count, the exact-logit fallback, and ``binary_advantages`` against ``group_advantages``."""
+"""kernels.steps — the batched step kernels (the fused ``pg_step`` and the general ``separate_step``) against the
+NumPy reference of the paper mode (tests/reference_online.py: sampling from per-row streams, rewards, every
+baseline, the score-function gradient), their invariance to the thread count, the exact-logit fallback, and
+``binary_advantages`` against ``group_advantages``."""
 import numpy as np
 import pytest
 
@@ -28,11 +29,12 @@ def _problem(k, N, d, B, seed=0, wscale=1.5):
     return model, fm, w, X, Ystar
 
 
-def _run(fm, w, X, Ystar, params, kernel=None):
+def _run(fm, w, X, Ystar, params, kernel=None, J=None):
     B, N = Ystar.shape
     out = K.step_out(B, N)
     g = np.zeros(w.shape[0])
-    (kernel or K.pg_step)(fm, w, X, Ystar, params, SEED, FIRST, out, g)
+    J = np.zeros(B, np.int64) if J is None else J
+    (kernel or K.pg_step)(fm, w, X, J, Ystar, params, SEED, FIRST, out, g)
     return out, g
 
 
@@ -42,15 +44,19 @@ CASES = [("outcome", "pm1", "none", 1, False), ("outcome", "01", "none", 1, Fals
          ("outcome", "01", "loo", 1, False), ("outcome", "pm1", "loo", 4, False), ("outcome", "pm1", "loo", 8, True),
          ("process", "pm1", "none", 1, False), ("process", "01", "none", 1, False),
          ("supervised", "pm1", "none", 1, False), ("fit", "pm1", "none", 1, False)]
+SEPARATE_ONLY = [("process", "pm1", "batch_mean", 1, False), ("process", "01", "group_mean", 4, True),
+                 ("process", "pm1", "loo", 5, False)]      # per-prefix baselines: separate_step only
+KERNEL_CASES = ([("fused",) + c for c in CASES] + [("separate",) + c for c in CASES + SEPARATE_ONLY])
 
 
-@pytest.mark.parametrize("mode,reward,baseline,G,std", CASES, ids=["-".join(map(str, c)) for c in CASES])
+@pytest.mark.parametrize("kind,mode,reward,baseline,G,std", KERNEL_CASES,
+                         ids=["-".join(map(str, c)) for c in KERNEL_CASES])
 @pytest.mark.parametrize("k,N", [(3, 4), (2, 6)])
-def test_matches_the_numpy_reference(mode, reward, baseline, G, std, k, N):
+def test_matches_the_numpy_reference(kind, mode, reward, baseline, G, std, k, N):
     B = 40                                        # two blocks of rows (and groups of 4, 5, 8 inside them)
     model, fm, w, X, Ystar = _problem(k, N, 3, B, seed=k * 10 + N)
-    params = K.step_params(mode, reward, baseline, G, std, 1.0 / (B * N))
-    out, g = _run(fm, w, X, Ystar, params)
+    params = K.step_params(mode, reward, baseline, G, std, 1.0 / (B * N), kernel=kind)
+    out, g = _run(fm, w, X, Ystar, params, K.STEPS[kind][0])
     J = np.zeros(B, np.int64)
     if mode == "fit":          # nothing sampled: y*'s likelihood and the supervised gradient only
         np.testing.assert_allclose(out.llstar, [sequence_loglik(model, w, X[b], 0, Ystar[b])[0] for b in range(B)],
@@ -77,16 +83,18 @@ def test_matches_the_numpy_reference(mode, reward, baseline, G, std, k, N):
     assert np.abs(g).max() > 0
 
 
-def test_same_bits_for_any_thread_count_and_the_serial_twin(num_threads):
+@pytest.mark.parametrize("kind", list(K.STEPS))
+def test_same_bits_for_any_thread_count_and_the_serial_twin(num_threads, kind):
     B, N = 100, 7
     model, fm, w, X, Ystar = _problem(4, N, 5, B, seed=3)
+    parallel, serial = K.STEPS[kind]
     for mode, baseline, G in (("outcome", "batch_mean", 1), ("outcome", "group_mean", 4), ("process", "none", 1)):
         params = K.step_params(mode, "pm1", baseline, G, False, 1.0 / (B * N))
         results = []
         for n in (1, 2):
             with num_threads(n):
-                results.append(_run(fm, w, X, Ystar, params))
-        results.append(_run(fm, w, X, Ystar, params, K.pg_step_serial))
+                results.append(_run(fm, w, X, Ystar, params, parallel))
+        results.append(_run(fm, w, X, Ystar, params, serial))
         for out, g in results[1:]:
             np.testing.assert_array_equal(out.Y, results[0][0].Y)
             np.testing.assert_array_equal(out.llstar, results[0][0].llstar)
@@ -100,7 +108,7 @@ def test_rows_do_not_depend_on_the_batch_they_are_in():
     params = K.step_params("process", "pm1", "none", 1, False, 1.0)
     whole, _ = _run(fm, w, X, Ystar, params)
     out = K.step_out(24, N)
-    K.pg_step(fm, w, X[40:], Ystar[40:], params, SEED, FIRST + 40, out, np.zeros(w.shape[0]))
+    K.pg_step(fm, w, X[40:], np.zeros(24, np.int64), Ystar[40:], params, SEED, FIRST + 40, out, np.zeros(w.shape[0]))
     np.testing.assert_array_equal(out.Y, whole.Y[40:])
     np.testing.assert_array_equal(out.llstar, whole.llstar[40:])
 
@@ -137,6 +145,11 @@ def test_step_params_refuse_bad_names():
         K.step_params("process", baseline="batch_mean")
     with pytest.raises(ValueError, match="reward must be"):
         K.step_params("outcome", reward="+-1")
+    with pytest.raises(ValueError, match="kernel must be 'fused' or 'separate'"):
+        K.step_params("outcome", kernel="pg_step")
+    assert K.step_params("process", baseline="batch_mean", kernel="separate").baseline == K.GROUP_MEAN
+    assert K.step_kind(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean") == "separate"
+    assert K.step_kind(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "none") == "fused"
     assert K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "outcome", "loo")
     assert not K.fused_supported(K.FeatureMap(K.CELLS, 2, 2, 1.0), "outcome", "none")
     assert not K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean")
@@ -190,3 +203,64 @@ def test_long_responses_reuse_rows_and_match_sample_batch_bit_for_bit(mode, wsca
         assert peaked > 0.5 and 0.5 < hits < 0.99, (peaked, hits)
     else:
         assert 0 < peaked < 0.5, peaked
+
+
+@pytest.mark.parametrize("mode,reward,baseline,G,std", [("outcome", "pm1", "batch_mean", 1, False),
+                                                       ("outcome", "01", "loo", 3, True),
+                                                       ("process", "pm1", "group_mean", 3, False),
+                                                       ("supervised", "pm1", "none", 1, False),
+                                                       ("fit", "pm1", "none", 1, False)])
+def test_separate_step_on_the_cells_map_matches_the_numpy_reference(mode, reward, baseline, G, std):
+    """The maps the fused step does not take: on cells (the context is its id J), the sample, the scores and the
+    gradient are the reference's."""
+    k, N, M, B = 3, 4, 5, 36
+    rng = np.random.default_rng(21)
+    model = Model("cells", k, N, 1.0, M=M)
+    w = rng.normal(size=model.D)
+    fm = K.FeatureMap(K.CELLS, k, N, 1.0)
+    J = rng.integers(0, M, size=B).astype(np.int64)
+    X = np.zeros((B, 0))
+    Ystar = np.array([[int(np.argmax(model.phi_matrix(X[b], int(J[b]), i, 0) @ w)) for i in range(N)]
+                      for b in range(B)], np.int64)
+    params = K.step_params(mode, reward, baseline, G, std, 1.0 / (B * N), kernel="separate")
+    out, g = _run(fm, w, X, Ystar, params, K.separate_step, J)
+    np.testing.assert_allclose(out.llstar, [sequence_loglik(model, w, X[b], int(J[b]), Ystar[b])[0]
+                                            for b in range(B)], rtol=1e-12, atol=1e-12)
+    if mode in ("supervised", "fit"):
+        ref = sum(score_grad(model, w, X[b], int(J[b]), Ystar[b], np.ones(N)) for b in range(B)) / (B * N)
+    else:
+        Y = sample_policy_batch(model, w, X, J, SEED, FIRST)
+        np.testing.assert_array_equal(out.Y, Y)
+        np.testing.assert_array_equal(out.prefix, np.cumprod(Y == Ystar, axis=1).sum(axis=1))
+        ref = pg_batch_step(model, w.copy(), np.zeros(model.D), X, J, Ystar, Y, mode, reward, baseline, G, std, 0.1)
+    np.testing.assert_allclose(g, ref, rtol=1e-9, atol=1e-14)
+    assert np.abs(g).max() > 0
+
+
+def test_separate_step_equals_the_three_batch_kernels_bit_for_bit():
+    """``separate_step`` is ``loglik_batch``, ``sample_batch`` and ``grad_batch`` called in turn (the path the learner
+    took before the step was one kernel): same bits."""
+    B, N = 70, 5
+    model, fm, w, X, Ystar = _problem(3, N, 4, B, seed=9)
+    J = np.zeros(B, np.int64)
+    params = K.step_params("process", "pm1", "group_mean", 5, True, 1.0 / (B * N), kernel="separate")
+    out, g = _run(fm, w, X, Ystar, params, K.separate_step)
+    ll, mn, tok = np.empty(B), np.empty(B), np.empty((B, N))
+    K.loglik_batch(fm, w, X, J, Ystar, ll, mn, tok)
+    states = np.empty((B, 4), np.uint64)
+    K.seed_streams(SEED, FIRST, states)
+    Y, lse, logp, logq = np.empty((B, N), np.int64), np.empty((B, N)), np.empty(B), np.empty(B)
+    K.sample_batch(fm, w, w, X, J, K.POLICY, 0.0, states, Y, lse, logp, logq)
+    r = np.where(np.cumprod(Y == Ystar, axis=1).astype(bool), 1.0, -1.0)
+    adv = np.empty_like(r)
+    K.group_advantages(r, 5, K.GROUP_MEAN, True, adv)
+    ref = np.zeros(model.D)
+    K.grad_batch(fm, w, X, J, Y, adv, lse, True, 1.0 / (B * N), ref)
+    for a, b in ((out.llstar, ll), (out.Y, Y), (out.logp, logp), (g, ref)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("n", list(range(0, 20)) + [63, 64, 127, 128, 129, 200, 255, 256, 257, 1000, 4097])
+def test_pairwise_sum_is_numpys_sum_bit_for_bit(n):
+    a = np.random.default_rng(n).normal(size=n) * 10.0 ** np.random.default_rng(n + 1).uniform(-6, 6, size=n)
+    assert K.pairwise_sum(a) == np.sum(a)

@@ -442,7 +442,7 @@ def test_batch_learner_pg_batch(task_name, case):
     w_atol = 1e-6 if algo["baseline"] != "none" else ATOL
     steps = 4
     for step in range(steps):
-        row = learner.step(step)
+        row, = learner.advance(step, 1)
         # the step's contexts: B/G fresh contexts, each repeated G times consecutively
         b = stream.batch(step * (B // G), B // G)
         X, J, Ys = (np.repeat(a, G, axis=0) for a in (b.X, b.J, b.Ystar))
@@ -489,7 +489,7 @@ def test_batch_learner_sgd_batched():
     learner.policy.w += 0.3 * np.random.default_rng(2).normal(size=model.D)   # generic start, see above
     w, G2 = learner.policy.w.copy(), np.zeros(model.D)
     for step in range(4):
-        learner.step(step)
+        learner.advance(step, 1)
         b = stream.batch(step * 8, 8)
         pg_batch_step(model, w, G2, b.X, b.J, b.Ystar, b.Ystar, "outcome", "01", "none", 1, False, 0.3)
         np.testing.assert_allclose(learner.policy.w, w, rtol=RTOL, atol=ATOL)
@@ -509,7 +509,7 @@ def test_batch_learner_loo_group_not_dividing_batch():
     model = _model_of(task)
     learner.policy.w += 0.3 * np.random.default_rng(3).normal(size=model.D)
     w, G2 = learner.policy.w.copy(), np.zeros(model.D)
-    learner.step(0)
+    learner.advance(0, 1)
     drawn = (8 // 3) * 3
     b = stream.batch(0, 8 // 3)
     X, J, Ys = (np.repeat(a, 3, axis=0) for a in (b.X, b.J, b.Ystar))

@@ -334,16 +334,24 @@ def test_a_non_finite_gradient_stops_a_batched_run_before_anything_holds_it(tmp_
     should an update still see a non-finite ‖g‖², the run stops with one RunError saying what to change, and
     the checkpoints it had written stay readable and finite."""
     from onlinepg import learners
-    good = {**TINY, "algo": {"name": "pg_batch", "batch": 8, "reward_type": "process", "baseline": "none"},
+    good = {**TINY, "algo": {"name": "pg_batch", "batch": 8, "reward_type": "process", "reward": "pm1",
+                             "baseline": "none"},
             "run": {"rounds": 40, "eval_every": 10, "checkpoint_every": 10, "progress": False}}
-    real, calls = learners.K.apply_update, []
+    init = learners.BatchLearner.__init__
 
-    def poisoned(rule, w, g, lr, G2):
-        calls.append(1)
-        eta, gsq = real(rule, w, g, lr, G2)
-        return (eta, float("nan")) if len(calls) > 25 else (eta, gsq)
-    monkeypatch.setattr(learners.K, "apply_update", poisoned)
-    with pytest.raises(RunError, match="the gradient is not finite.*lower algo.lr"):
+    def poisoned_init(self, *args):
+        """From step 25 on, the step driver starts from NaN weights (so its gradient is not
+        finite): the driver itself must notice, stop and report the step."""
+        init(self, *args)
+        real = self.driver
+
+        def driver(p, rule, lr, fm, w, G2, X, J, Ystar, first, *rest):
+            if first + len(X) // self.B > 25:
+                w[:] = np.nan
+            return real(p, rule, lr, fm, w, G2, X, J, Ystar, first, *rest)
+        self.driver = driver
+    monkeypatch.setattr(learners.BatchLearner, "__init__", poisoned_init)
+    with pytest.raises(RunError, match="step 20: the gradient is not finite.*lower algo.lr"):
         run(good, tmp_path / "bad")
     kept = sorted((tmp_path / "bad" / "checkpoints").glob("ckpt-*.npz"))
     assert kept and all(np.isfinite(np.load(p)["w"]).all() for p in kept)

@@ -9,7 +9,8 @@ exact log p_{w_t}(y*|x) and the response ŷ_t it commits to — and only then le
 from .banditron import banditron_round
 from .best_of_m import best_of_m_round
 from .common import PARAM_KEYS, RoundParams, RoundWorkspace, round_params, round_workspace, score_and_commit
-from .driver import chunk_driver, count_round, write_trace_row
+from ..counters import write_trace_row
+from .driver import chunk_driver, count_round, write_round_row
 from .perceptron import perceptron_round
 from .pg import pg_bandit_round, bandit_step, is_bandit, pg_round
 from .pg_process import binary_search_round, explore_round, on_policy_round
@@ -47,4 +48,4 @@ def run_rounds(kind, p, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace
 
 __all__ = ["ALGOS", "DRIVERS", "PARAM_KEYS", "PROCESS_VARIANTS", "ROUNDS", "RoundParams", "RoundWorkspace", "bandit_step",
            "chunk_driver", "count_round", "is_bandit", "round_kind", "round_params", "round_workspace",
-           "run_rounds", "score_and_commit", "write_trace_row"] + [f.__name__ for f in ROUNDS.values()]
+           "run_rounds", "score_and_commit", "write_round_row", "write_trace_row"] + [f.__name__ for f in ROUNDS.values()]

@@ -15,9 +15,7 @@ import types
 
 from numba import njit
 
-from ..codes import (C_MIST_EXPECTED, C_MIST_SAMPLED, C_ORM, C_PRM, C_ROUNDS, C_TOKENS, C_UPDATES, T_CONTEXT,
-                     T_CORRECT, T_GRAD_NORM, T_LOGLIK_STAR, T_LR, T_MIST_EXPECTED, T_MIST_SAMPLED, T_ORM, T_PRM,
-                     T_REWARD, T_ROUND, T_SAMPLED_LOGPROB, T_TOKENS, T_UPDATES)
+from ..counters import add_counts, write_trace_row
 from ..rng import seed_stream
 from .common import round_workspace
 
@@ -28,36 +26,14 @@ ROUND = None  # bound per driver by ``chunk_driver``
 def count_round(counters, outcome):
     """Add one round's outcome (a round kernel's return tuple) to the cumulative counters float64[NCOUNT]."""
     llstar, _logpc, correct, _reward, orm, prm, tokens, _eta, gsq = outcome
-    counters[C_MIST_EXPECTED] += 1.0 - math.exp(llstar)
-    if not correct:
-        counters[C_MIST_SAMPLED] += 1.0
-    if gsq > 0.0:
-        counters[C_UPDATES] += 1.0
-    counters[C_ROUNDS] += 1.0
-    counters[C_ORM] += orm
-    counters[C_PRM] += prm
-    counters[C_TOKENS] += tokens
+    add_counts(counters, 1.0, orm, prm, tokens, 0.0 if correct else 1.0, 1.0 - math.exp(llstar), gsq > 0.0)
 
 
 @njit(cache=True)
-def write_trace_row(row, t, j, counters, outcome):
-    """One trace row float64[NTRACE] (columns as ``codes.TRACE_SCHEMA``): the round, its outcome, the counters
-    after it."""
+def write_round_row(row, t, j, counters, outcome):
+    """The trace row of round t (``counters.write_trace_row``) from its outcome tuple."""
     llstar, logpc, correct, reward, _orm, _prm, _tokens, eta, gsq = outcome
-    row[T_ROUND] = t
-    row[T_CONTEXT] = j
-    row[T_REWARD] = reward
-    row[T_CORRECT] = 1.0 if correct else 0.0
-    row[T_ORM] = counters[C_ORM]
-    row[T_PRM] = counters[C_PRM]
-    row[T_TOKENS] = counters[C_TOKENS]
-    row[T_UPDATES] = counters[C_UPDATES]
-    row[T_MIST_SAMPLED] = counters[C_MIST_SAMPLED]
-    row[T_MIST_EXPECTED] = counters[C_MIST_EXPECTED]
-    row[T_LOGLIK_STAR] = llstar
-    row[T_SAMPLED_LOGPROB] = logpc
-    row[T_LR] = eta
-    row[T_GRAD_NORM] = math.sqrt(gsq)
+    write_trace_row(row, t, j, counters, llstar, logpc, 1.0 if correct else 0.0, reward, eta, gsq)
 
 
 def _run_chunk(p, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace_every, trace):
@@ -77,7 +53,7 @@ def _run_chunk(p, fm, w, w0, G2, X, J, Ystar, first, seed, counters, trace_every
         outcome = ROUND(p, fm, w, w0, G2, X[r], J[r], Ystar[r], ws)
         count_round(counters, outcome)
         if t % trace_every == 0:
-            write_trace_row(trace[rows], t, J[r], counters, outcome)
+            write_round_row(trace[rows], t, J[r], counters, outcome)
             rows += 1
     return rows
 

@@ -21,6 +21,9 @@ token than any of them:
 * Supervised mode (batched SGD) takes the gradient of log p(y*|x) and samples only to count the sampled
   mistakes; fit mode (pre-training) takes the same gradient and samples nothing.
 
+It is the ``'fused'`` kernel of the batched-step table (``steps.STEPS``); ``steps.separate_step`` takes every
+other map and the per-prefix baselines.
+
 Blocks of sequences are fixed by the batch size and group size, never by the thread count; each block owns its
 accumulators and they are summed in block order, so results are bit-identical for any number of threads. Row b
 draws from RNG stream ``first_stream + b`` of ``seed`` (as ``Policy.sample``), and each draw and log-probability
@@ -33,13 +36,13 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from .advantages import binary_advantages
-from .bigram import TINY, prepare_exp, transition_exp
-from .codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
-from .features import BIGRAM
-from .rng import seed_stream, uniform
-from .softmax import lane_sum, row_max, shifted_exp
-from .serial import serial_twin
+from ..advantages import binary_advantages
+from ..bigram import TINY, prepare_exp, transition_exp
+from ..codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
+from ..features import BIGRAM
+from ..rng import seed_stream, uniform
+from ..softmax import lane_sum, row_max, shifted_exp
+from ..serial import serial_twin
 
 STEP_BLOCK = 64      # rows per block: few enough blocks that their gradient accumulators stay in cache
 
@@ -48,7 +51,8 @@ StepParams.__doc__ = """Parameters of ``pg_step`` (read by attribute inside the 
 
 mode       STEP_ORM, STEP_PRM, STEP_SUPERVISED or STEP_FIT (``codes.STEP_MODES``)
 neg        the reward of a wrong response / prefix: −1.0 (±1 rewards) or 0.0 (0/1)
-baseline   a ``codes.BASELINES`` code (ORM: any; PRM: NO_BASELINE only; supervised: ignored)
+baseline   a ``codes.BASELINES`` code (ORM: any; PRM: any in ``separate_step``, NO_BASELINE only in ``pg_step``;
+           supervised and fit: ignored)
 group      the scope of the baseline: G consecutive rows per group, or the whole batch when group ≤ 1
 std_scale  divide the advantages by the scope's reward std (ddof 1) + 1e-8
 scale      the loss weight of every token (the paper's 1/(B·N))"""
@@ -63,19 +67,22 @@ prefix  int64[B]       the number of leading tokens of Y[b] equal to y*_b (N: th
 states  uint64[B, 4]   RNG work space (seeded by the kernel)"""
 
 
-def step_params(mode="outcome", reward="pm1", baseline="none", group=1, std_scale=False, scale=1.0):
+def step_params(mode="outcome", reward="pm1", baseline="none", group=1, std_scale=False, scale=1.0, kernel="fused"):
     """Validated ``StepParams`` from names: mode 'outcome', 'process', 'supervised' or 'fit'; reward 'pm1' or '01';
-    baseline one of ``codes.BASELINES``. Raises ValueError naming the field and the accepted values."""
+    baseline one of ``codes.BASELINES``; ``kernel`` the ``steps.STEPS`` kernel they are for ('fused' takes a
+    process reward without baseline only). Raises ValueError naming the field and the accepted values."""
     if mode not in STEP_MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, STEP_MODES))}; got {mode!r}")
     if reward not in ("pm1", "01"):
         raise ValueError(f"reward must be 'pm1' or '01'; got {reward!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}; got {baseline!r}")
+    if kernel not in ("fused", "separate"):
+        raise ValueError(f"kernel must be 'fused' or 'separate'; got {kernel!r}")
     code = STEP_MODES[mode]
-    if code == STEP_PRM and baseline != "none":
+    if kernel == "fused" and code == STEP_PRM and baseline != "none":
         raise ValueError(f"baseline must be 'none' for the fused process-reward step; got {baseline!r} "
-                         "(the per-prefix baselines run through grad_batch)")
+                         "(the per-prefix baselines run through steps.separate_step: kernel='separate')")
     if int(group) < 1:
         raise ValueError(f"group must be >= 1; got {group!r}")
     return StepParams(code, -1.0 if reward == "pm1" else 0.0, BASELINES[baseline], int(group), bool(std_scale),
@@ -288,10 +295,11 @@ def _combine(c1, c0, s1, s0, out):
 
 
 @njit(cache=True, parallel=True)
-def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
+def pg_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
     """One batched on-policy step: g += the policy gradient (or the supervised gradient) of the batch.
 
-    fm a BIGRAM feature map; w float64[D]; X float64[B, d] contexts; Ystar int64[B, N] their correct responses;
+    fm a BIGRAM feature map; w float64[D]; X float64[B, d] contexts; J int64[B] their ids (unused: the step
+    signature every ``steps.STEPS`` kernel shares); Ystar int64[B, N] their correct responses;
     p ``StepParams``; row b draws from RNG stream ``first_stream + b`` of ``seed``; out ``StepOut`` (written);
     g float64[D] (accumulated into, like ``grad_batch``). The reward of a row is 1 if Y[b] = y*_b (ORM) or per
     prefix (PRM), else ``p.neg``; see the module docstring for the baselines.
@@ -368,7 +376,8 @@ def pg_step(fm, w, X, Ystar, p, seed, first_stream, out, g):
 
 def fused_supported(fm, mode, baseline):
     """True if ``pg_step`` covers this step: the bigram map, and an outcome reward (any baseline), a process
-    reward without baseline, or the supervised and fit modes."""
+    reward without baseline, or the supervised and fit modes (``steps.step_kind`` picks ``separate_step``
+    otherwise)."""
     return fm.kind == BIGRAM and (mode != "process" or baseline == "none")
 
 

@@ -1,0 +1,130 @@
+"""The batched step for every feature map and reward: the general kernel of the batched-step table.
+
+``separate_step`` has the signature and outputs of ``fused.pg_step`` and computes the same step from the
+per-sequence kernels, one stage at a time: y*'s exact log-likelihood and the on-policy sample (one parallel
+loop over fixed blocks of ``batch.BLOCK`` rows), the rewards and their advantages (``group_advantages``: outcome
+rewards per row, process rewards per prefix, each prefix position its own column), then the gradient (a second
+parallel loop, per-block accumulators summed in block order). It covers what the fused step does not: the
+cells and custom maps (``custom.custom_kernels`` rebinds it around a user's φ) and process rewards with a
+baseline. Each stage is computed exactly as ``loglik_batch``, ``sample_batch`` and ``grad_batch`` compute it,
+so the step equals those three kernels called in turn, bit for bit, for any number of threads.
+"""
+import numpy as np
+from numba import njit, prange
+
+from ..advantages import group_advantages
+from ..batch import BLOCK, block_scratch, n_blocks
+from ..bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
+from ..codes import NO_BASELINE, POLICY, STEP_FIT, STEP_PRM, STEP_SUPERVISED
+from ..features import BIGRAM
+from ..rng import seed_stream
+from ..sequence import accumulate_grad, sample_sequence, sequence_loglik
+from ..serial import serial_twin
+
+
+@njit(cache=True)
+def baseline_advantages(r, p, adv):
+    """adv float64[B, C] (written) = the rewards r float64[B, C] (one column per outcome, or per prefix position)
+    baseline-corrected (and std-scaled) per column over the scope of ``p`` (``StepParams``): groups of ``p.group``
+    consecutive rows, or the whole batch when p.group ≤ 1 (so 'loo' with one sample per context leaves one out
+    of the whole batch). The rewards themselves under NO_BASELINE."""
+    if p.baseline == NO_BASELINE:
+        adv[:, :] = r
+    else:
+        group_advantages(r, r.shape[0] if p.group <= 1 else p.group, p.baseline, p.std_scale, adv)
+
+
+@njit(cache=True)
+def step_advantages(Y, Ystar, prefix, p, adv):
+    """adv float64[B, N] (written): each token's advantage for the gradient of a non-fused step. Supervised and fit
+    modes: 1 on y*'s tokens. Outcome: the row's reward (1 if Y[b] = y*_b, else ``p.neg``), baseline-corrected over
+    its scope, on every token. Process: token i's prefix reward (1 while Y[b, :i+1] = y*_b[:i+1]), each position
+    baseline-corrected over its scope. The scope is ``p.group`` consecutive rows, or the whole batch if ≤ 1."""
+    B, N = Ystar.shape
+    if p.mode == STEP_SUPERVISED or p.mode == STEP_FIT:
+        adv[:, :] = 1.0
+        return
+    process = p.mode == STEP_PRM
+    C = N if process else 1
+    r = np.empty((B, C))
+    for b in range(B):
+        for c in range(C):
+            ok = prefix[b] > c if process else prefix[b] == N
+            r[b, c] = 1.0 if ok else p.neg
+    a = np.empty((B, C))
+    baseline_advantages(r, p, a)
+    for b in range(B):
+        for i in range(N):
+            adv[b, i] = a[b, i] if process else a[b, 0]
+
+
+@njit(cache=True, parallel=True)
+def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
+    """One batched step, as ``pg_step`` (same arguments and outputs; any feature map, any baseline): g += the
+    policy gradient (or the supervised gradient) of the batch; row b draws from RNG stream ``first_stream + b``.
+    See the module docstring."""
+    B = X.shape[0]
+    d = X.shape[1]
+    N = Ystar.shape[1]
+    k = fm.k
+    D = w.shape[0]
+    nb = n_blocks(B)
+    fast = fm.kind == BIGRAM
+    ET, rm = bigram_tables(fm, w, d, fast)
+    sup = p.mode == STEP_SUPERVISED or p.mode == STEP_FIT
+    draw = p.mode != STEP_FIT
+    Y, llstar, logp, prefix, states = out.Y, out.llstar, out.logp, out.prefix, out.states
+    lse = np.empty((B, N))
+    tok = np.empty((B, N))
+    scratch = block_scratch(B, 6, k)
+    for blk in prange(nb):              # y*'s score and the on-policy sample, as loglik_batch and sample_batch
+        u = scratch[blk, 0]
+        u0 = scratch[blk, 1]
+        lg = scratch[blk, 2]
+        lg0 = scratch[blk, 3]
+        e = scratch[blk, 4]
+        eu = scratch[blk, 5]
+        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
+            if fast:
+                ll, _ = sequence_loglik_bigram(fm, w, X[b], ET, rm, Ystar[b], tok[b], u, eu, lg, e)
+            else:
+                ll, _ = sequence_loglik(fm, w, X[b], J[b], Ystar[b], tok[b], u, lg)
+            llstar[b] = ll
+            logp[b] = 0.0
+            prefix[b] = 0
+            if draw:
+                state = states[b]
+                seed_stream(seed, first_stream + b, state)
+                if fast:
+                    lp = sample_sequence_bigram(fm, w, X[b], ET, rm, state, Y[b], lse[b], u, u0, lg, e)
+                else:
+                    lp, _ = sample_sequence(fm, w, w, X[b], J[b], POLICY, 0.0, state, Y[b], lse[b], u, u0, lg,
+                                            lg0, e)
+                logp[b] = lp
+                n = 0
+                while n < N and Y[b, n] == Ystar[b, n]:
+                    n += 1
+                prefix[b] = n
+    adv = np.empty((B, N))
+    step_advantages(Y, Ystar, prefix, p, adv)
+    acc = np.zeros((nb, D))
+    for blk in prange(nb):              # the gradient, as grad_batch
+        u = scratch[blk, 0]
+        lg = scratch[blk, 1]
+        coef = scratch[blk, 2]
+        cu = scratch[blk, 3]
+        eu = scratch[blk, 4]
+        e = scratch[blk, 5]
+        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
+            seq = Ystar[b] if sup else Y[b]
+            if fast:
+                accumulate_grad_bigram(fm, w, X[b], seq, adv[b], ET, rm, p.scale, acc[blk], u, eu, lg, e, coef, cu)
+            else:
+                accumulate_grad(fm, w, X[b], J[b], seq, adv[b], lse[b], not sup, p.scale, acc[blk], u, lg, coef,
+                                cu)
+    for blk in range(nb):
+        for t in range(D):
+            g[t] += acc[blk, t]
+
+
+separate_step_serial = serial_twin(separate_step)

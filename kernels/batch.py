@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from .bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
 from .features import BIGRAM
-from .sequence import POLICY, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
+from .sequence import POLICY, SequenceWorkspace, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
 from .serial import serial_twin
 
 BLOCK = 32
@@ -35,6 +35,14 @@ def block_scratch(B, rows, k):
     return np.empty((n_blocks(B), rows, k))
 
 
+@njit(cache=True)
+def block_workspace(scratch, blk):
+    """Block ``blk``'s ``SequenceWorkspace``: views of its rows of ``block_scratch(B, 7, k)`` (no allocation, so it
+    may be taken inside a ``prange`` body)."""
+    s = scratch[blk]
+    return SequenceWorkspace(s[0], s[1], s[2], s[3], s[4], s[5], s[6])
+
+
 @njit(cache=True, parallel=True)
 def sample_batch(fm, w, w0, X, J, behaviour, eps, states, Y, lse, logp, logq):
     """Draw ``Y[b]`` from the behaviour for every context; write ``lse`` (float64[B, N]) and the sequence
@@ -43,20 +51,15 @@ def sample_batch(fm, w, w0, X, J, behaviour, eps, states, Y, lse, logp, logq):
     k = fm.k
     fast = fm.kind == BIGRAM and behaviour == POLICY
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
-    scratch = block_scratch(B, 5, k)
+    scratch = block_scratch(B, 7, k)
     for blk in prange(n_blocks(B)):
-        u = scratch[blk, 0]
-        u0 = scratch[blk, 1]
-        lg = scratch[blk, 2]
-        lg0 = scratch[blk, 3]
-        e = scratch[blk, 4]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             if fast:
-                lp = sample_sequence_bigram(fm, w, X[b], ET, rm, states[b], Y[b], lse[b], u, u0, lg, e)
+                lp = sample_sequence_bigram(fm, w, X[b], ET, rm, states[b], Y[b], lse[b], ws)
                 lq = lp
             else:
-                lp, lq = sample_sequence(fm, w, w0, X[b], J[b], behaviour, eps, states[b], Y[b], lse[b],
-                                         u, u0, lg, lg0, e)
+                lp, lq = sample_sequence(fm, w, w0, X[b], J[b], behaviour, eps, states[b], Y[b], lse[b], ws)
             logp[b] = lp
             logq[b] = lq
 
@@ -69,17 +72,14 @@ def loglik_batch(fm, w, X, J, Y, loglik, min_token, token_logp):
     k = fm.k
     fast = fm.kind == BIGRAM
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
-    scratch = block_scratch(B, 4, k)
+    scratch = block_scratch(B, 7, k)
     for blk in prange(n_blocks(B)):
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
-        eu = scratch[blk, 2]
-        e = scratch[blk, 3]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             if fast:
-                ll, mn = sequence_loglik_bigram(fm, w, X[b], ET, rm, Y[b], token_logp[b], u, eu, lg, e)
+                ll, mn = sequence_loglik_bigram(fm, w, X[b], ET, rm, Y[b], token_logp[b], ws)
             else:
-                ll, mn = sequence_loglik(fm, w, X[b], J[b], Y[b], token_logp[b], u, lg)
+                ll, mn = sequence_loglik(fm, w, X[b], J[b], Y[b], token_logp[b], ws)
             loglik[b] = ll
             min_token[b] = mn
 
@@ -98,21 +98,14 @@ def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
     acc = np.zeros((nb, D))
     fast = fm.kind == BIGRAM
     ET, rm = bigram_tables(fm, w, X.shape[1], fast)
-    scratch = block_scratch(B, 6, k)
+    scratch = block_scratch(B, 7, k)
     for blk in prange(nb):
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
-        coef = scratch[blk, 2]
-        cu = scratch[blk, 3]
-        eu = scratch[blk, 4]
-        e = scratch[blk, 5]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             if fast:
-                accumulate_grad_bigram(fm, w, X[b], Y[b], adv[b], ET, rm, scale, acc[blk], u, eu, lg, e,
-                                       coef, cu)
+                accumulate_grad_bigram(fm, w, X[b], Y[b], adv[b], ET, rm, scale, acc[blk], ws)
             else:
-                accumulate_grad(fm, w, X[b], J[b], Y[b], adv[b], lse[b], have_lse, scale, acc[blk],
-                                u, lg, coef, cu)
+                accumulate_grad(fm, w, X[b], J[b], Y[b], adv[b], lse[b], have_lse, scale, acc[blk], ws)
     for blk in range(nb):
         for t in range(D):
             g[t] += acc[blk, t]
@@ -123,12 +116,11 @@ def margin_batch(fm, w, X, J, Ystar, gaps):
     """gaps[b] = the smallest score gap of ``w`` along the correct path ``Ystar[b]`` (float64[B])."""
     B = X.shape[0]
     k = fm.k
-    scratch = block_scratch(B, 2, k)
+    scratch = block_scratch(B, 7, k)
     for blk in prange(n_blocks(B)):
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            gaps[b] = correct_path_gap(fm, w, X[b], J[b], Ystar[b], u, lg)
+            gaps[b] = correct_path_gap(fm, w, X[b], J[b], Ystar[b], ws)
 
 
 sample_batch_serial = serial_twin(sample_batch)

@@ -70,9 +70,10 @@ def prepare_exp(fm, w, x, u, eu):
 
 
 @njit(cache=True)
-def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, u, eu, lg, e):
+def sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, ws):
     """On-policy draw of ``y`` (int64[N]) for a bigram map; writes the per-token log-normalisers ``lse``
-    (float64[N]) and returns log p_w(y|x). Scratch u, eu, lg, e: float64[k]."""
+    (float64[N]) and returns log p_w(y|x). ``ws`` a ``sequence.SequenceWorkspace`` (Eu in ws.u0)."""
+    u, eu, lg, e = ws.u, ws.u0, ws.lg, ws.e
     N = fm.N
     d = x.shape[0]
     k = fm.k
@@ -110,7 +111,7 @@ def _exact_log_normaliser(fm, w, x, u, y, i, lg):
 
 
 @njit(cache=True)
-def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
+def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, ws):
     """``sequence_loglik`` for a bigram map through the factorised numerator: (total, min-token).
 
     A row's normaliser depends on the previous token only (Eu is fixed for the sequence), so each is computed
@@ -119,6 +120,7 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
     scores are the same bits. Only a row's first use calls helpers that take arrays (each such call pays its
     arrays' reference counts, ~17 ns per array: too much per token, nothing per row).
     """
+    u, eu, lg, e = ws.u, ws.u0, ws.lg, ws.e
     N = fm.N
     d = x.shape[0]
     k = fm.k
@@ -159,8 +161,9 @@ def sequence_loglik_bigram(fm, w, x, ET, rm, y, tok, u, eu, lg, e):
 
 
 @njit(cache=True)
-def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, u, eu, lg, e, coef, cu):
+def accumulate_grad_bigram(fm, w, x, y, adv, ET, rm, scale, g, ws):
     """``accumulate_grad`` for a bigram map: p = Eu ∘ ET[prev] / s, no per-token exponentials."""
+    u, eu, lg, e, coef, cu = ws.u, ws.u0, ws.lg, ws.e, ws.coef, ws.cu
     k = fm.k
     N = fm.N
     if not any_nonzero(adv):

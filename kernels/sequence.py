@@ -1,16 +1,19 @@
 """Per-sequence kernels, generic over the feature map: sampling, exact log-likelihood and its gradient.
 
 These are the building blocks users call from their own ``@njit`` loops. Every array argument is caller
-owned; the ``Scratch`` arrays (float64[k]) are work space so that nothing is allocated per sequence.
-Arguments shared by all functions:
+owned; ``ws`` is a ``SequenceWorkspace`` (``sequence_workspace(k)`` allocates one) so that nothing is allocated per
+sequence. Arguments shared by all functions:
 
     fm     feature map tuple (kind, k, N, tscale), see ``features``
     w      float64[D] policy weights
     x      float64[d] context row (empty for cells);  j  int, context id (cell index for cells)
     y      int64[N]   a response
+    ws     SequenceWorkspace: float64[k] scratch rows, overwritten
 """
 import math
+from collections import namedtuple
 
+import numpy as np
 from numba import njit
 
 from .codes import BASE, EPS_MIXTURE, MIXTURE, POLICY, UNIFORM
@@ -20,6 +23,19 @@ from .rng import randint, uniform
 from .softmax import logsumexp, sample_categorical
 
 LOG_HALF = math.log(0.5)
+
+SequenceWorkspace = namedtuple("SequenceWorkspace", ["u", "u0", "lg", "lg0", "e", "coef", "cu"])
+SequenceWorkspace.__doc__ = """Scratch of the per-sequence kernels, float64[k] each: u (the policy's context part
+of the logits; the bigram kernels' xᵀW1), u0 (the base's; the bigram kernels' exp(u − max u)), lg, lg0 (a position's
+logits), e (exponentials), coef, cu (gradient coefficients). Allocate with ``sequence_workspace(k)``; a batch kernel
+gives each block of rows its own."""
+
+
+@njit(cache=True)
+def sequence_workspace(k):
+    """A fresh ``SequenceWorkspace`` for a vocabulary of k tokens."""
+    return SequenceWorkspace(np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k), np.empty(k),
+                             np.empty(k))
 
 
 @njit(cache=True)
@@ -41,16 +57,16 @@ def any_nonzero(adv):
 
 
 @njit(cache=True)
-def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, lg0, e):
+def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, ws):
     """Draw a response ``y`` (int64[N], written) from behaviour ``behaviour`` and score it.
 
     ``w0`` is the base model (read by BASE and MIXTURE only), ``eps`` the token mixing weight of
     EPS_MIXTURE, ``state`` the stream's uint64[4] RNG state (advanced). ``lse`` (float64[N], written) gets
-    the policy's per-token log-normalisers, which ``accumulate_grad`` reuses. Scratch: u, u0, lg, lg0, e
-    (float64[k] each).
+    the policy's per-token log-normalisers, which ``accumulate_grad`` reuses.
 
     Returns (log p_w(y|x), log q(y|x)) for the sampled response.
     """
+    u, u0, lg, lg0, e = ws.u, ws.u0, ws.lg, ws.lg0, ws.e
     k = fm.k
     N = fm.N
     logk = math.log(k)
@@ -106,12 +122,13 @@ def sample_sequence(fm, w, w0, x, j, behaviour, eps, state, y, lse, u, u0, lg, l
 
 
 @njit(cache=True)
-def sequence_loglik(fm, w, x, j, y, tok, u, lg):
+def sequence_loglik(fm, w, x, j, y, tok, ws):
     """Exact log p_w(y|x) of a given response.
 
     Writes the per-token log-probs log p_w(y_i|x, y_<i) into ``tok`` (float64[N]) and returns
     (sequence log-likelihood, min-token log-prob). Pure log space: no underflow for any N.
     """
+    u, lg = ws.u, ws.lg
     N = fm.N
     prepare(fm, w, x, j, u)
     total = 0.0
@@ -134,14 +151,15 @@ def scaled_probs(lg, z, c, out):
 
 
 @njit(cache=True)
-def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, cu):
+def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, ws):
     """g += scale · Σ_i adv[i] · ∇_w log p_w(y_i | x, y_<i)   (the score-function / REINFORCE gradient).
 
     ``adv`` (float64[N]) is the per-token advantage A_i (broadcast sequence reward for the outcome reward,
     prefix rewards for the process reward, 1 for supervised log-likelihood). Tokens with A_i = 0 cost
     nothing. If ``have_lse`` the per-token log-normalisers in ``lse`` (float64[N], from ``sample_sequence``
-    with the same ``w``) are reused instead of recomputed. Scratch: u, lg, coef, cu (float64[k]).
+    with the same ``w``) are reused instead of recomputed.
     """
+    u, lg, coef, cu = ws.u, ws.lg, ws.coef, ws.cu
     k = fm.k
     N = fm.N
     if not any_nonzero(adv):
@@ -161,9 +179,10 @@ def accumulate_grad(fm, w, x, j, y, adv, lse, have_lse, scale, g, u, lg, coef, c
 
 
 @njit(cache=True)
-def correct_path_gap(fm, w, x, j, ystar, u, lg):
+def correct_path_gap(fm, w, x, j, ystar, ws):
     """min over positions i and wrong tokens a ≠ y*_i of the score gap
     ⟨w, φ(x, y*_<i, y*_i) − φ(x, y*_<i, a)⟩ along the correct path ``ystar`` (int64[N])."""
+    u, lg = ws.u, ws.lg
     k = fm.k
     N = fm.N
     prepare(fm, w, x, j, u)

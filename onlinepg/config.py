@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .errors import ConfigError
 from .kernels.codes import BASELINES, BEHAVIOURS, LR_RULES
 from .kernels.rounds import ALGOS as ROUND_ALGOS, PROCESS_VARIANTS
-from .validate import INT64_MAX, INT64_MIN, int_text
+from .validate import BOUNDS, INT64_MAX, INT64_MIN, in_int64, int_text, outside
 
 BATCH_ALGOS = ("pg_batch",)  # batched algorithms (sgd with batch > 1 too): onlinepg.learners.BatchLearner
 
@@ -48,16 +48,14 @@ class Key:
             return [float(x) for x in value]
         if not isinstance(value, self.kind) or (self.kind is int and isinstance(value, bool)):
             raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
-        if self.kind is int and not INT64_MIN <= value <= INT64_MAX:
+        if self.kind is int and not in_int64(value):
             raise ConfigError(f"{name} must be {self.accepted(int64=True)}, got {value}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
         if self.kind in (int, float):
             if self.kind is float and not math.isfinite(value):
                 raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
-            low_bad = self.lo is not None and (value < self.lo or (self.open_lo and value == self.lo))
-            high_bad = self.hi is not None and (value > self.hi or (self.open_hi and value == self.hi))
-            if low_bad or high_bad:
+            if outside(value, self.lo, self.hi, self.open_lo, self.open_hi):
                 raise ConfigError(f"{name} must be {self.accepted()}, got {value!r}")
         return value
 
@@ -107,8 +105,8 @@ SCHEMA = {
                     "B ∈ {0, 1}, context-only features, a head context and a tail of mass task.tail)",
                     choices=("teacher", "cells", "constant")),
         "d": Key(16, int, "context dimension (teacher)", lo=1),
-        "k": Key(16, int, "vocabulary size", lo=2),
-        "N": Key(16, int, "response length in tokens", lo=1),
+        "k": Key(16, int, "vocabulary size", lo=BOUNDS["k"][0]),
+        "N": Key(16, int, "response length in tokens", lo=BOUNDS["N"][0]),
         "contexts": Key("mixture", str, "teacher contexts: 'rademacher' or 'mixture'",
                         choices=("rademacher", "mixture")),
         "centres": Key(16, int, "mixture centres M (≤ d)", lo=1),
@@ -120,7 +118,8 @@ SCHEMA = {
                      open_hi=True),
         "tail": Key(0.1, float, "constant: total mass of the tail contexts 1 … M−1 (the head context 0 has the "
                     "rest)", lo=0.0, hi=1.0, open_lo=True, open_hi=True),
-        "seed": Key(0, int, "task seed (teacher / y* draw and context streams)", lo=0, hi=2**63 - 1),
+        "seed": Key(0, int, "task seed (teacher / y* draw and context streams)", lo=BOUNDS["seed"][0],
+                    hi=BOUNDS["seed"][1]),
         "stream": Key("iid", str, "'iid' fresh contexts, or a finite pool: 'cycle' or 'shuffle' "
                       "(reshuffled every epoch)", choices=("iid", "cycle", "shuffle")),
         "pool": Key(0, int, "finite pool size for cycle/shuffle (0: all M cells contexts; teacher needs ≥ 1)",
@@ -179,7 +178,7 @@ SCHEMA = {
     "run": {
         "rounds": Key(1000, int, "rounds (per-round algorithms) or steps (batched: pg_batch, sgd with "
                       "batch > 1)", lo=1),
-        "seed": Key(0, int, "sampling seed", lo=0, hi=2**63 - 1),
+        "seed": Key(0, int, "sampling seed", lo=BOUNDS["seed"][0], hi=BOUNDS["seed"][1]),
         "eval_every": Key(100, int, "rounds between exact test-error evaluations", lo=1),
         "eval_log_points": Key(0, int, "extra test-error evaluations at n log-spaced rounds ⌊rounds^(i/n)⌋, "
                                "i = 1 … n, so log-x curves are dense early (0: none)", lo=0, hi=10000),

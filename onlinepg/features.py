@@ -44,8 +44,8 @@ class FeatureSpec:
 
     def __post_init__(self):
         v.choice("features.kind", self.kind, KINDS)
-        v.integer("features.k", self.k, 2)
-        v.integer("features.N", self.N, 1)
+        v.integer("features.k", self.k, *v.BOUNDS["k"])
+        v.integer("features.N", self.N, *v.BOUNDS["N"])
         if self.kind in ("bigram", "custom"):
             v.integer("features.d", self.d, 1)
         if self.kind == "cells":

@@ -67,7 +67,7 @@ class Policy:
             w0 = base.w if isinstance(base, Policy) else v.float_array("base", base, (self.features.D,))
         else:
             w0 = self.w
-        seed = v.integer("seed", seed, 0, 2**63 - 1)
+        seed = v.integer("seed", seed, *v.BOUNDS["seed"])
         first_stream = v.integer("first_stream", first_stream, 0, 2**63 - 1 - len(X))
         B, N = len(X), self.features.N
         states = np.empty((B, 4), np.uint64)

@@ -62,7 +62,7 @@ class TeacherTask:
     def __post_init__(self):
         self.features = FeatureSpec("bigram", self.k, self.N, d=self.d, normalize=self.normalize)
         v.choice("task.contexts", self.contexts_kind, CONTEXT_KINDS)
-        v.integer("task.seed", self.seed, 0, 2**63 - 1)
+        v.integer("task.seed", self.seed, *v.BOUNDS["seed"])
         if self.contexts_kind == "mixture":
             v.integer("task.centres", self.centres, 1, self.d)
             v.real("task.sigma", self.sigma, 0.0, open_lo=True)
@@ -250,9 +250,9 @@ class ConstantTask:
 
 
 def _check_k_N_seed(k, N, seed):
-    v.integer("task.k", k, 2)
-    v.integer("task.N", N, 1)
-    v.integer("task.seed", seed, 0, 2**63 - 1)
+    v.integer("task.k", k, *v.BOUNDS["k"])
+    v.integer("task.N", N, *v.BOUNDS["N"])
+    v.integer("task.seed", seed, *v.BOUNDS["seed"])
 
 
 def _contexts_for_margin(kind, k, N, M, gamma, lo):

@@ -14,14 +14,31 @@ from .errors import ConfigError
 INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 
 
+# The bounds of the quantities every layer checks (config keys, tasks, feature maps built from Python): one table.
+BOUNDS = {"k": (2, None), "N": (1, None), "seed": (0, 2**63 - 1)}
+
+
+def outside(value, lo=None, hi=None, open_lo=False, open_hi=False):
+    """True if ``value`` lies outside the interval from lo to hi (either end optional; closed unless open_lo /
+    open_hi): the one interval test behind every check — config keys (``config.Key.check``), the API's
+    ``integer`` and ``real`` arguments, experiment parameters."""
+    return bool((lo is not None and (value < lo or (open_lo and value == lo)))
+                or (hi is not None and (value > hi or (open_hi and value == hi))))
+
+
+def in_int64(value):
+    """True if the integer ``value`` fits int64 (TOML and Python integers can exceed it; no kernel can)."""
+    return INT64_MIN <= value <= INT64_MAX
+
+
 def integer(name, value, lo=None, hi=None):
     """An int in [lo, hi] (either bound optional), and always within int64."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value!r}")
     value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
+    if outside(value, lo, hi):
         raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value}")
-    if not INT64_MIN <= value <= INT64_MAX:
+    if not in_int64(value):
         lo, hi = INT64_MIN if lo is None else lo, INT64_MAX if hi is None else hi
         raise ConfigError(f"{name} must be an integer{_range(lo, hi)}, got {value}")
     return value
@@ -41,9 +58,7 @@ def real(name, value, lo=None, hi=None, open_lo=False, open_hi=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
         raise ConfigError(f"{name} must be a finite number{_interval(lo, hi, open_lo, open_hi)}, got {value!r}")
     value = float(value)
-    bad = ((lo is not None and (value < lo or (open_lo and value == lo)))
-           or (hi is not None and (value > hi or (open_hi and value == hi))))
-    if bad:
+    if outside(value, lo, hi, open_lo, open_hi):
         raise ConfigError(f"{name} must be in {_interval(lo, hi, open_lo, open_hi).strip()}, got {value}")
     return value
 

@@ -43,13 +43,13 @@ SCRIPT = textwrap.dedent("""
         fm, w, _ = maps["bigram"]
         ET, rm = KB.bigram_tables(fm, w, d, True)
         st = np.zeros((1, 4), np.uint64); K.seed_streams(1, 0, st)
-        y = np.empty((1, N), np.int64); t = np.empty((1, N)); s = np.empty((6, k)); g = np.zeros(w.shape[0])
-        KB.sample_sequence_bigram(fm, w, X[0], ET, rm, st[0], y[0], t[0], s[0], s[1], s[2], s[3])
-        KB.sequence_loglik_bigram(fm, w, X[0], ET, rm, y[0], t[0], s[0], s[1], s[2], s[3])
-        KB.accumulate_grad_bigram(fm, w, X[0], y[0], t[0], ET, rm, 1.0, g, s[0], s[1], s[2], s[3], s[4], s[5])
-        KS.sample_sequence(fm, w, w, X[0], J[0], 0, 0.0, st[0], y[0], t[0], s[0], s[1], s[2], s[3], s[4])
-        KS.sequence_loglik(fm, w, X[0], J[0], y[0], t[0], s[0], s[1])
-        KS.accumulate_grad(fm, w, X[0], J[0], y[0], t[0], t[0], True, 1.0, g, s[0], s[1], s[2], s[3])
+        y = np.empty((1, N), np.int64); t = np.empty((1, N)); ws = K.sequence_workspace(k); g = np.zeros(w.shape[0])
+        KB.sample_sequence_bigram(fm, w, X[0], ET, rm, st[0], y[0], t[0], ws)
+        KB.sequence_loglik_bigram(fm, w, X[0], ET, rm, y[0], t[0], ws)
+        KB.accumulate_grad_bigram(fm, w, X[0], y[0], t[0], ET, rm, 1.0, g, ws)
+        KS.sample_sequence(fm, w, w, X[0], J[0], 0, 0.0, st[0], y[0], t[0], ws)
+        KS.sequence_loglik(fm, w, X[0], J[0], y[0], t[0], ws)
+        KS.accumulate_grad(fm, w, X[0], J[0], y[0], t[0], t[0], True, 1.0, g, ws)
 
     for kind, (fm, w, X) in maps.items():
         for beh in (K.POLICY, K.EPS_MIXTURE):

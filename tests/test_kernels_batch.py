@@ -86,7 +86,7 @@ def test_sample_batch_rows_are_sample_sequence_on_their_streams(make_case, scrat
             y = np.empty(case.N, dtype=np.int64)
             ls = np.empty(case.N)
             lp, lq = K.sample_sequence(case.fm, case.w, case.w0, X[b], int(J[b]), behaviour, EPS, state, y, ls,
-                                       *scratch(case.k, 5))
+                                       K.sequence_workspace(case.k))
             if kind == "bigram" and behaviour == K.POLICY:
                 # the batch kernel's factorised bigram path: same draws, normalisers equal to rounding
                 assert np.array_equal(y, Y[b]), (name, b)
@@ -177,7 +177,7 @@ def test_correct_path_gap_and_margin_batch(make_case, scratch, kind):
     K.margin_batch(case.fm, case.w, X, J, Ystar, gaps)
     for b in range(B):
         want = _ref_gap(case.model, case.w, X[b], J[b], Ystar[b])
-        got = K.correct_path_gap(case.fm, case.w, X[b], int(J[b]), Ystar[b], *scratch(case.k, 2))
+        got = K.correct_path_gap(case.fm, case.w, X[b], int(J[b]), Ystar[b], K.sequence_workspace(case.k))
         assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
         assert gaps[b] == got
 
@@ -291,16 +291,15 @@ def test_bigram_fast_path_falls_back_exactly_on_extreme_logits():
     Y = rs.integers(0, k, (B, N)).astype(np.int64)
     ll, mn, tok = np.empty(B), np.empty(B), np.empty((B, N))
     K.loglik_batch(fm, w, X, J, Y, ll, mn, tok)
-    u, lg = np.empty(k), np.empty(k)
+    ws = K.sequence_workspace(k)
     for b in range(B):
         ref_tok = np.empty(N)
-        ref_ll, ref_mn = K.sequence_loglik(fm, w, X[b], 0, Y[b], ref_tok, u, lg)
+        ref_ll, ref_mn = K.sequence_loglik(fm, w, X[b], 0, Y[b], ref_tok, ws)
         np.testing.assert_allclose(tok[b], ref_tok, rtol=1e-12, atol=1e-9)
     assert np.all(np.isfinite(tok)) and tok.min() < -1e3
     g = np.zeros(w.size)
     K.grad_batch(fm, w, X, J, Y, np.ones((B, N)), np.zeros((B, N)), False, 1.0, g)
     g_ref = np.zeros(w.size)
-    coef, cu = np.empty(k), np.empty(k)
     for b in range(B):
-        K.accumulate_grad(fm, w, X[b], 0, Y[b], np.ones(N), np.zeros(N), False, 1.0, g_ref, u, lg, coef, cu)
+        K.accumulate_grad(fm, w, X[b], 0, Y[b], np.ones(N), np.zeros(N), False, 1.0, g_ref, ws)
     np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9)

@@ -65,8 +65,7 @@ def test_sequence_loglik_matches_reference(case, scratch):
         y = _response(case, 10 + seed)
         total, worst, tok_ref, _ = sequence_loglik(case.model, case.w, case.x, case.j, y)
         tok = np.full(case.N, np.nan)
-        u, lg = scratch(case.k, 2)
-        got_total, got_worst = K.sequence_loglik(case.fm, case.w, case.x, case.j, y, tok, u, lg)
+        got_total, got_worst = K.sequence_loglik(case.fm, case.w, case.x, case.j, y, tok, K.sequence_workspace(case.k))
         np.testing.assert_allclose(tok, tok_ref, rtol=1e-13, atol=1e-13)
         assert got_total == pytest.approx(total, rel=1e-13, abs=1e-13)
         assert got_worst == pytest.approx(worst, rel=1e-13, abs=1e-13)
@@ -76,8 +75,8 @@ def test_sequence_loglik_matches_reference(case, scratch):
 def test_zero_weights_give_uniform_likelihood(case, scratch):
     y = _response(case, 3)
     tok = np.empty(case.N)
-    u, lg = scratch(case.k, 2)
-    total, worst = K.sequence_loglik(case.fm, np.zeros(case.model.D), case.x, case.j, y, tok, u, lg)
+    total, worst = K.sequence_loglik(case.fm, np.zeros(case.model.D), case.x, case.j, y, tok,
+                                     K.sequence_workspace(case.k))
     assert total == pytest.approx(-case.N * math.log(case.k), rel=1e-14)
     assert worst == pytest.approx(-math.log(case.k), rel=1e-14)
 
@@ -91,8 +90,7 @@ def test_sequence_loglik_long_sequence_underflowing_in_linear_space(make_case, s
     assert np.prod(np.exp(tok_ref)) == 0.0  # the likelihood itself is not representable
     assert total < -800.0
     tok = np.empty(N)
-    u, lg = scratch(k, 2)
-    got_total, got_worst = K.sequence_loglik(case.fm, case.w, case.x, case.j, y, tok, u, lg)
+    got_total, got_worst = K.sequence_loglik(case.fm, case.w, case.x, case.j, y, tok, K.sequence_workspace(k))
     assert np.isfinite(got_total)
     np.testing.assert_allclose(tok, tok_ref, rtol=1e-12, atol=1e-12)
     assert got_total == pytest.approx(total, rel=1e-12)

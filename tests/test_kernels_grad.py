@@ -19,7 +19,7 @@ def _sample(case, behaviour, seed, scratch, seeded_state):
     lse = np.full(case.N, np.nan)
     state = seeded_state(seed, 0)
     K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, behaviour, 0.0, state, y, lse,
-                      *scratch(case.k, 5))
+                      K.sequence_workspace(case.k))
     return y, lse
 
 
@@ -35,7 +35,7 @@ def test_accumulate_grad_matches_dense_reference(case, scratch, seeded_state, sc
             g = g0.copy()
             lse_arg = lse if have_lse else np.full(case.N, np.nan)  # unread without have_lse
             K.accumulate_grad(case.fm, case.w, case.x, case.j, y, adv, lse_arg, have_lse, scale, g,
-                              *scratch(case.k, 4))
+                              K.sequence_workspace(case.k))
             np.testing.assert_allclose(g - g0, want_inc, rtol=1e-10, atol=1e-12,
                                        err_msg=f"behaviour={behaviour} have_lse={have_lse}")
 
@@ -50,7 +50,7 @@ def test_accumulate_grad_matches_finite_differences(case, scratch, seeded_state)
     for have_lse in (False, True):
         g = np.zeros(case.model.D)
         K.accumulate_grad(case.fm, case.w, case.x, case.j, y, adv, lse, have_lse, 1.0, g,
-                          *scratch(case.k, 4))
+                          K.sequence_workspace(case.k))
         np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8, err_msg=f"have_lse={have_lse}")
 
 
@@ -59,7 +59,7 @@ def test_accumulate_grad_zero_advantages_leave_g_untouched(case, scratch):
     g0 = np.random.default_rng(23).normal(size=case.model.D)
     g = g0.copy()
     K.accumulate_grad(case.fm, case.w, case.x, case.j, y, np.zeros(case.N), np.full(case.N, np.nan), False,
-                      1.0, g, *scratch(case.k, 4))
+                      1.0, g, K.sequence_workspace(case.k))
     np.testing.assert_array_equal(g, g0)
 
 
@@ -69,7 +69,7 @@ def test_accumulate_grad_supervised_at_zero_weights(make_case, scratch):
     y = np.array([2, 0], dtype=np.int64)
     g = np.zeros(case.model.D)
     K.accumulate_grad(case.fm, np.zeros(case.model.D), case.x, case.j, y, np.ones(2), np.zeros(2), False, 1.0,
-                      g, *scratch(3, 4))
+                      g, K.sequence_workspace(3))
     want = np.zeros((2, 2, 3))
     want[case.j] = -1.0 / 3.0
     want[case.j, 0, 2] += 1.0

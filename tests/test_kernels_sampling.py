@@ -33,14 +33,14 @@ def test_sample_sequence_distribution_and_scores(make_case, scratch, seeded_stat
     state = seeded_state(1000 + behaviour, 0)  # one stream, drawn sequentially
     y = np.empty(case.N, dtype=np.int64)
     lse = np.empty(case.N)
-    s = scratch(case.k, 5)
+    s = K.sequence_workspace(case.k)
     idx = np.empty(n, dtype=np.int64)
     logp = np.empty(n)
     logq = np.empty(n)
     lses = np.empty((n, case.N))
     for t in range(n):
         logp[t], logq[t] = K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, behaviour, EPS, state,
-                                             y, lse, *s)
+                                             y, lse, s)
         idx[t] = response_index(y[None, :], case.k)[0]
         lses[t] = lse
     assert idx.min() >= 0 and idx.max() < len(Yall), "a response outside the vocabulary"
@@ -60,9 +60,9 @@ def test_sample_sequence_scores_on_case_grid(case, scratch, seeded_state, name, 
     state = seeded_state(77, behaviour)
     y = np.empty(case.N, dtype=np.int64)
     lse = np.empty(case.N)
-    s = scratch(case.k, 5)
+    s = K.sequence_workspace(case.k)
     for _ in range(20):
-        lp, lq = K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, behaviour, eps, state, y, lse, *s)
+        lp, lq = K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, behaviour, eps, state, y, lse, s)
         assert y.min() >= 0 and y.max() < case.k
         total, _, _, ref_lse = sequence_loglik(case.model, case.w, case.x, case.j, y)
         assert lp == pytest.approx(total, rel=1e-12, abs=1e-12)
@@ -80,10 +80,10 @@ def test_eps_mixture_extremes_match_policy_and_uniform(make_case, scratch, seede
         state = seeded_state(4242, int(eps))
         y = np.empty(case.N, dtype=np.int64)
         lse = np.empty(case.N)
-        s = scratch(case.k, 5)
+        s = K.sequence_workspace(case.k)
         idx = np.empty(10000, dtype=np.int64)
         for t in range(idx.shape[0]):
-            K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, K.EPS_MIXTURE, eps, state, y, lse, *s)
+            K.sample_sequence(case.fm, case.w, case.w0, case.x, case.j, K.EPS_MIXTURE, eps, state, y, lse, s)
             idx[t] = response_index(y[None, :], case.k)[0]
         assert chisquare_pvalue(np.bincount(idx, minlength=len(Yall)), probs) > 1e-3
 

@@ -17,20 +17,20 @@ from .common import fill, score_and_argmax
 def banditron_round(p, fm, w, w0, G2, x, j, ystar, ws):
     k = fm.k
     llstar, best = score_and_argmax(fm, w, x, j, ystar, ws)
-    lg = ws.lg
+    lg = ws.seq.lg
     played = randint(ws.state, k) if uniform(ws.state) < p.eps else best
     prob = (1.0 - p.eps) * (played == best) + p.eps / k
     ws.yc[0] = played
     logpc = lg[played] - logsumexp(lg)
     correct = played == ystar[0]
     fill(ws.g, 0.0)
-    fill(ws.coef, 0.0)
-    fill(ws.cu, 0.0)
-    ws.coef[best] = -1.0
+    fill(ws.seq.coef, 0.0)
+    fill(ws.seq.cu, 0.0)
+    ws.seq.coef[best] = -1.0
     if correct:
-        ws.coef[played] += 1.0 / prob
-    token_grad(fm, x, j, ws.yc, 0, ws.coef, ws.cu, ws.g)
-    finish_grad(fm, x, j, ws.cu, ws.g)
+        ws.seq.coef[played] += 1.0 / prob
+    token_grad(fm, x, j, ws.yc, 0, ws.seq.coef, ws.seq.cu, ws.g)
+    finish_grad(fm, x, j, ws.seq.cu, ws.g)
     gsq = sq_norm(ws.g)
     if gsq > 0.0:
         for q in range(w.shape[0]):

@@ -19,8 +19,7 @@ def best_of_m_round(p, fm, w, w0, G2, x, j, ystar, ws):
         ws.lsetry[:] = ws.lsec
     else:
         for _ in range(p.m):
-            sample_sequence(fm, w, w0, x, j, MIXTURE, 0.0, ws.state, ws.ytry, ws.lsetry, ws.u, ws.u0, ws.lg,
-                            ws.lg0, ws.e)
+            sample_sequence(fm, w, w0, x, j, MIXTURE, 0.0, ws.state, ws.ytry, ws.lsetry, ws.seq)
             tokens += N
             orm += 1
             if equal(ws.ytry, ystar):
@@ -30,6 +29,6 @@ def best_of_m_round(p, fm, w, w0, G2, x, j, ystar, ws):
     if found:
         reward = 1.0
         fill(ws.adv, 1.0)
-        accumulate_grad(fm, w, x, j, ws.ytry, ws.adv, ws.lsetry, True, 1.0, ws.g, ws.u, ws.lg, ws.coef, ws.cu)
+        accumulate_grad(fm, w, x, j, ws.ytry, ws.adv, ws.lsetry, True, 1.0, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, reward, orm, 0, tokens, eta, gsq

@@ -13,7 +13,7 @@ from numba import njit
 
 from ..codes import BASELINES, BEHAVIOURS, LR_RULES, POLICY
 from ..features import prepare, token_logits
-from ..sequence import sample_sequence, sequence_loglik
+from ..sequence import sample_sequence, sequence_loglik, sequence_workspace
 from ..updates import apply_update, sq_norm
 
 RoundParams = namedtuple("RoundParams", ["behaviour", "pm1", "baseline", "group_size", "m", "m_tok", "rule",
@@ -39,9 +39,8 @@ PARAM_KEYS = ("behaviour", "reward", "baseline", "group_size", "m", "m_tok", "lr
               "iw_clip")  # round_params' arguments: the [algo] config keys the round kernels read
 
 
-RoundWorkspace = namedtuple("RoundWorkspace", ["state", "g", "u", "u0", "lg", "lg0", "e", "coef", "cu", "yc",
-                                               "lsec", "ytry", "lsetry", "adv", "tok", "Ys", "lses", "logps",
-                                               "logqs", "rewards", "gadv"])
+RoundWorkspace = namedtuple("RoundWorkspace", ["state", "g", "seq", "yc", "lsec", "ytry", "lsetry", "adv", "tok",
+                                               "Ys", "lses", "logps", "logqs", "rewards", "gadv"])
 RoundWorkspace.__doc__ = """Scratch of the round kernels: ``round_workspace(fm, D, G)`` allocates it once."""
 
 
@@ -49,16 +48,17 @@ RoundWorkspace.__doc__ = """Scratch of the round kernels: ``round_workspace(fm, 
 def round_workspace(fm, D, G):
     """Every scratch array a round kernel needs, for a feature map ``fm``, D weights and G samples a round.
 
-    state uint64[4] (the round's RNG stream); g float64[D] (the update's gradient); u … cu float64[k]; yc, ytry
+    state uint64[4] (the round's RNG stream); g float64[D] (the update's gradient); seq the per-sequence kernels'
+    ``SequenceWorkspace`` (float64[k] rows u, u0, lg, lg0, e, coef, cu); yc, ytry
     int64[N] and lsec, lsetry, adv, tok float64[N] (committed / exploration responses and their
     normalisers, advantages, per-token log-probs); Ys int64[G, N], lses float64[G, N], logps, logqs float64[G],
     rewards and gadv float64[G, 1] (a PG round's samples, rewards and advantages)."""
     k = fm.k
     N = fm.N
-    return RoundWorkspace(np.empty(4, np.uint64), np.zeros(D), np.empty(k), np.empty(k), np.empty(k), np.empty(k),
-                          np.empty(k), np.empty(k), np.empty(k), np.empty(N, np.int64), np.empty(N),
-                          np.empty(N, np.int64), np.empty(N), np.empty(N), np.empty(N), np.empty((G, N), np.int64),
-                          np.empty((G, N)), np.empty(G), np.empty(G), np.empty((G, 1)), np.empty((G, 1)))
+    return RoundWorkspace(np.empty(4, np.uint64), np.zeros(D), sequence_workspace(k), np.empty(N, np.int64),
+                          np.empty(N), np.empty(N, np.int64), np.empty(N), np.empty(N), np.empty(N),
+                          np.empty((G, N), np.int64), np.empty((G, N)), np.empty(G), np.empty(G), np.empty((G, 1)),
+                          np.empty((G, 1)))
 
 
 @njit(cache=True)
@@ -95,23 +95,22 @@ def score_and_commit(fm, w, w0, x, j, ystar, ws):
     """Progressive validation for a sampling learner: the exact log p_w(y*|x) (per-token log-probs into
     ``ws.tok``), then the committed response ŷ ~ p_w drawn into ``ws.yc`` with its normalisers in ``ws.lsec``.
     Also clears the gradient ``ws.g``. Returns (log p_w(y*|x), log p_w(ŷ|x), ŷ == y*); samples N tokens."""
-    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
+    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.seq)
     fill(ws.g, 0.0)
-    logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, ws.state, ws.yc, ws.lsec, ws.u, ws.u0, ws.lg, ws.lg0,
-                               ws.e)
+    logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, ws.state, ws.yc, ws.lsec, ws.seq)
     return llstar, logpc, equal(ws.yc, ystar)
 
 
 @njit(cache=True)
 def score_and_argmax(fm, w, x, j, ystar, ws):
     """Progressive validation for an argmax learner (N = 1): the exact log p_w(y*|x), then the first position's
-    logits into ``ws.lg`` and their argmax ŷ (ties to the smallest token). Returns (log p_w(y*|x), ŷ)."""
-    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.u, ws.lg)
-    prepare(fm, w, x, j, ws.u)
-    token_logits(fm, w, x, j, ws.u, ws.yc, 0, ws.lg)
+    logits into ``ws.seq.lg`` and their argmax ŷ (ties to the smallest token). Returns (log p_w(y*|x), ŷ)."""
+    llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.seq)
+    prepare(fm, w, x, j, ws.seq.u)
+    token_logits(fm, w, x, j, ws.seq.u, ws.yc, 0, ws.seq.lg)
     best = 0
     for a in range(1, fm.k):
-        if ws.lg[a] > ws.lg[best]:
+        if ws.seq.lg[a] > ws.seq.lg[best]:
             best = a
     return llstar, best
 

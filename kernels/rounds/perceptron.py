@@ -13,15 +13,15 @@ def perceptron_round(p, fm, w, w0, G2, x, j, ystar, ws):
     llstar, best = score_and_argmax(fm, w, x, j, ystar, ws)
     fill(ws.g, 0.0)
     ws.yc[0] = best
-    logpc = ws.lg[best] - logsumexp(ws.lg)
+    logpc = ws.seq.lg[best] - logsumexp(ws.seq.lg)
     correct = equal(ws.yc, ystar)
     if not correct:
-        fill(ws.coef, 0.0)
-        fill(ws.cu, 0.0)
-        ws.coef[ystar[0]] = 1.0
-        ws.coef[best] = -1.0
-        token_grad(fm, x, j, ystar, 0, ws.coef, ws.cu, ws.g)
-        finish_grad(fm, x, j, ws.cu, ws.g)
+        fill(ws.seq.coef, 0.0)
+        fill(ws.seq.cu, 0.0)
+        ws.seq.coef[ystar[0]] = 1.0
+        ws.seq.coef[best] = -1.0
+        token_grad(fm, x, j, ystar, 0, ws.seq.coef, ws.seq.cu, ws.g)
+        finish_grad(fm, x, j, ws.seq.cu, ws.g)
     gsq = sq_norm(ws.g)
     eta = 0.0
     if gsq > 0.0:

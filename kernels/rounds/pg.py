@@ -30,8 +30,7 @@ def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
             ws.logps[0] = logpc
             ws.logqs[0] = logpc
         else:
-            lp, lq = sample_sequence(fm, w, w0, x, j, p.behaviour, p.eps, ws.state, ws.Ys[s], ws.lses[s], ws.u,
-                                     ws.u0, ws.lg, ws.lg0, ws.e)
+            lp, lq = sample_sequence(fm, w, w0, x, j, p.behaviour, p.eps, ws.state, ws.Ys[s], ws.lses[s], ws.seq)
             ws.logps[s] = lp
             ws.logqs[s] = lq
             tokens += N
@@ -48,8 +47,7 @@ def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
         if a_s != 0.0:
             for i in range(N):
                 ws.adv[i] = a_s
-            accumulate_grad(fm, w, x, j, ws.Ys[s], ws.adv, ws.lses[s], True, 1.0 / G, ws.g, ws.u, ws.lg, ws.coef,
-                            ws.cu)
+            accumulate_grad(fm, w, x, j, ws.Ys[s], ws.adv, ws.lses[s], True, 1.0 / G, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, mean_r, G, 0, tokens, eta, gsq
 
@@ -103,5 +101,5 @@ def bandit_step(fm, w, x, ystar, state, pm1, rule, lr, u, e, coef):
 def pg_bandit_round(p, fm, w, w0, G2, x, j, ystar, ws):
     """``pg_round`` for the case ``is_bandit`` accepts, through the fused ``bandit_step``."""
     llstar, logpc, correct, reward, eta, gsq = bandit_step(fm, w, x, ystar[0], ws.state, p.pm1, p.rule, p.lr,
-                                                           ws.u, ws.e, ws.coef)
+                                                           ws.seq.u, ws.seq.e, ws.seq.coef)
     return llstar, logpc, correct, reward, 1, 0, 1, eta, gsq

@@ -25,15 +25,15 @@ def extend_prefix(fm, w0, x, j, ystar, L, m_tok, ws):
     N = fm.N
     prm = 0
     tokens = 0
-    prepare(fm, w0, x, j, ws.u0)
+    prepare(fm, w0, x, j, ws.seq.u0)
     while L < N:
-        token_logits(fm, w0, x, j, ws.u0, ystar, L, ws.lg0)
+        token_logits(fm, w0, x, j, ws.seq.u0, ystar, L, ws.seq.lg0)
         hit = False
         for _ in range(m_tok):
             if uniform(ws.state) < 0.5:
                 a = randint(ws.state, k)
             else:
-                a, _z = sample_categorical(ws.lg0, ws.e, ws.state)
+                a, _z = sample_categorical(ws.seq.lg0, ws.seq.e, ws.state)
             tokens += 1
             prm += 1
             if a == ystar[L]:
@@ -69,7 +69,7 @@ def _learn_prefix(p, fm, w, G2, x, j, ystar, L, ws):
     if L > 0:
         for i in range(N):
             ws.adv[i] = 1.0 if i < L else 0.0
-        accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.u, ws.lg, ws.coef, ws.cu)
+        accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.seq)
     return finish_update(p, w, ws.g, G2)
 
 
@@ -112,6 +112,6 @@ def on_policy_round(p, fm, w, w0, G2, x, j, ystar, ws):
     L = correct_prefix_len(ws.yc, ystar)
     for i in range(N):
         ws.adv[i] = 1.0 if i < L else neg
-    accumulate_grad(fm, w, x, j, ws.yc, ws.adv, ws.lsec, True, 1.0, ws.g, ws.u, ws.lg, ws.coef, ws.cu)
+    accumulate_grad(fm, w, x, j, ws.yc, ws.adv, ws.lsec, True, 1.0, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, L / N, 0, N, N, eta, gsq

@@ -10,6 +10,6 @@ def sgd_round(p, fm, w, w0, G2, x, j, ystar, ws):
     """g = ∇ log p_w(y*|x); the committed response is an on-policy sample (it only counts mistakes)."""
     llstar, logpc, correct = score_and_commit(fm, w, w0, x, j, ystar, ws)
     fill(ws.adv, 1.0)
-    accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.u, ws.lg, ws.coef, ws.cu)
+    accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, 1.0, 0, 0, fm.N, eta, gsq

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..advantages import group_advantages
-from ..batch import BLOCK, block_scratch, n_blocks
+from ..batch import BLOCK, block_scratch, block_workspace, n_blocks
 from ..bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
 from ..codes import NO_BASELINE, POLICY, STEP_FIT, STEP_PRM, STEP_SUPERVISED
 from ..features import BIGRAM
@@ -76,19 +76,14 @@ def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
     Y, llstar, logp, prefix, states = out.Y, out.llstar, out.logp, out.prefix, out.states
     lse = np.empty((B, N))
     tok = np.empty((B, N))
-    scratch = block_scratch(B, 6, k)
+    scratch = block_scratch(B, 7, k)
     for blk in prange(nb):              # y*'s score and the on-policy sample, as loglik_batch and sample_batch
-        u = scratch[blk, 0]
-        u0 = scratch[blk, 1]
-        lg = scratch[blk, 2]
-        lg0 = scratch[blk, 3]
-        e = scratch[blk, 4]
-        eu = scratch[blk, 5]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             if fast:
-                ll, _ = sequence_loglik_bigram(fm, w, X[b], ET, rm, Ystar[b], tok[b], u, eu, lg, e)
+                ll, _ = sequence_loglik_bigram(fm, w, X[b], ET, rm, Ystar[b], tok[b], ws)
             else:
-                ll, _ = sequence_loglik(fm, w, X[b], J[b], Ystar[b], tok[b], u, lg)
+                ll, _ = sequence_loglik(fm, w, X[b], J[b], Ystar[b], tok[b], ws)
             llstar[b] = ll
             logp[b] = 0.0
             prefix[b] = 0
@@ -96,10 +91,9 @@ def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
                 state = states[b]
                 seed_stream(seed, first_stream + b, state)
                 if fast:
-                    lp = sample_sequence_bigram(fm, w, X[b], ET, rm, state, Y[b], lse[b], u, u0, lg, e)
+                    lp = sample_sequence_bigram(fm, w, X[b], ET, rm, state, Y[b], lse[b], ws)
                 else:
-                    lp, _ = sample_sequence(fm, w, w, X[b], J[b], POLICY, 0.0, state, Y[b], lse[b], u, u0, lg,
-                                            lg0, e)
+                    lp, _ = sample_sequence(fm, w, w, X[b], J[b], POLICY, 0.0, state, Y[b], lse[b], ws)
                 logp[b] = lp
                 n = 0
                 while n < N and Y[b, n] == Ystar[b, n]:
@@ -109,19 +103,13 @@ def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
     step_advantages(Y, Ystar, prefix, p, adv)
     acc = np.zeros((nb, D))
     for blk in prange(nb):              # the gradient, as grad_batch
-        u = scratch[blk, 0]
-        lg = scratch[blk, 1]
-        coef = scratch[blk, 2]
-        cu = scratch[blk, 3]
-        eu = scratch[blk, 4]
-        e = scratch[blk, 5]
+        ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
             seq = Ystar[b] if sup else Y[b]
             if fast:
-                accumulate_grad_bigram(fm, w, X[b], seq, adv[b], ET, rm, p.scale, acc[blk], u, eu, lg, e, coef, cu)
+                accumulate_grad_bigram(fm, w, X[b], seq, adv[b], ET, rm, p.scale, acc[blk], ws)
             else:
-                accumulate_grad(fm, w, X[b], J[b], seq, adv[b], lse[b], not sup, p.scale, acc[blk], u, lg, coef,
-                                cu)
+                accumulate_grad(fm, w, X[b], J[b], seq, adv[b], lse[b], not sup, p.scale, acc[blk], ws)
     for blk in range(nb):
         for t in range(D):
             g[t] += acc[blk, t]

@@ -41,7 +41,7 @@ from .. import config as C
 from ..engine import run as engine_run
 from ..errors import ConfigError
 from ..outdir import makedirs, write_bytes, write_text
-from ..validate import INT64_MAX, INT64_MIN, int_text
+from ..validate import INT64_MAX, INT64_MIN, in_int64, int_text
 from ..shipped import read_data
 from ..trace import read_table
 
@@ -82,7 +82,7 @@ def _param_value(name, key, raw, default):
         values = value if ok else []
     else:
         values = [value]
-    if ok and any(isinstance(x, int) and not isinstance(x, bool) and not INT64_MIN <= x <= INT64_MAX
+    if ok and any(isinstance(x, int) and not isinstance(x, bool) and not in_int64(x)
                   for x in values):
         raise ConfigError(f"parameter {key} of experiment {name} must lie within 64-bit integers "
                           f"[{int_text(INT64_MIN)}, {int_text(INT64_MAX)}], got {raw}")
@@ -105,6 +105,7 @@ class ExperimentRun:
         self.description = spec["experiment"]["description"]
         self.params = dict(spec[scale])
         scale_seeds = self.params.pop("seeds", None)          # a scale may set its own default seed count
+        scale_first = self.params.pop("first_seed", None)     # and its own first seed
         self.config = {sec: dict(v) for sec, v in spec.get("config", {}).items()}
         self.config_sets = []
         for item in sets or ():
@@ -124,7 +125,9 @@ class ExperimentRun:
         n_seeds = seeds
         if not isinstance(n_seeds, int) or n_seeds < 1:
             raise ConfigError(f"--seeds must be an integer >= 1, got {n_seeds!r}")
-        self.seeds = list(range(n_seeds))
+        # a confirmatory design runs on seeds no earlier run used
+        first = spec["experiment"].get("first_seed", 0) if scale_first is None else scale_first
+        self.seeds = list(range(first, first + n_seeds))
         self.out = pathlib.Path(out or f"runs/experiment-{name}-{scale}-{time.strftime('%Y%m%d-%H%M%S')}")
         self.rows = []
         self._load0 = load_probe()
@@ -222,7 +225,7 @@ class ExperimentRun:
                       for c in self.checks.values()]
             lines += ["", "## Verdict", ""] + [f"- {c.line()}" for c in self.checks.values()] + [""]
             write_text(self.out / "verdict.json", json.dumps(
-                {"experiment": self.name, "scale": self.scale, "seeds": len(self.seeds),
+                {"experiment": self.name, "scale": self.scale, "seeds": len(self.seeds), "first_seed": self.seeds[0],
                  "checks": [asdict(c) for c in self.checks.values()]},
                 indent=2) + "\n")
         notes = self.notes + [machine_load(self._load0)]

@@ -10,7 +10,9 @@ Plain Python: no engine import, so ``onlinepg results`` starts instantly.
 """
 import json
 import pathlib
+import tomllib
 
+from ..shipped import read_data
 from . import NAMES
 
 START = "<!-- results-table:start -->"
@@ -35,9 +37,14 @@ def render(results_dir, link_prefix="data/results"):
         passed = sum(bool(c["passed"]) for c in checks)
         lines = "<br>".join(_cell(f"{'PASS' if c['passed'] else 'FAIL'} `{c['name']}`: {c['measured']}")
                             for c in checks)
-        seeds = doc.get("seeds")
-        rows.append(f"| [`{name}`]({link_prefix}/{name}/results.md) | {doc['scale']}"
-                    f"{'' if seeds is None else f', {seeds} seed(s)'} | {passed} of {len(checks)} | {lines} |")
+        seeds, first = doc.get("seeds"), doc.get("first_seed", 0)
+        seed_text = "" if seeds is None else (f", {seeds} seed(s)" if not first else
+                                              f", seeds {first}–{first + seeds - 1} (fresh)")
+        later = tomllib.loads(read_data("configs", "experiments", f"{name}.toml"))["experiment"].get("superseded_by")
+        status = f"; superseded by [`{later}`]({link_prefix}/{later}/results.md), verdicts kept as registered" \
+            if later else ""
+        rows.append(f"| [`{name}`]({link_prefix}/{name}/results.md) | {doc['scale']}{seed_text}{status} | "
+                    f"{passed} of {len(checks)} | {lines} |")
     return "\n".join(rows)
 
 

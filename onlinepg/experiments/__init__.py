@@ -11,7 +11,8 @@ MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistak
            "queries": "queries", "barrier": "barrier", "token-lq": "token_lq", "staircase": "staircase",
            "bandit-n1": "bandit_n1", "mistakes-lower-bound": "mistakes_lower_bound",
            "orm-lower-bound": "orm_lower_bound", "per-sample": "per_sample", "pretrain-tail": "pretrain_tail",
-           "pretrain-prm": "pretrain_prm", "ablations": "ablations", "sgd-rate": "sgd_rate"}
+           "pretrain-prm": "pretrain_prm", "ablations": "ablations", "sgd-rate": "sgd_rate",
+           "barrier-zero": "barrier_zero", "token-lq-exact": "token_lq_exact"}
 NAMES = tuple(MODULES)
 
 

@@ -12,7 +12,8 @@ MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistak
            "bandit-n1": "bandit_n1", "mistakes-lower-bound": "mistakes_lower_bound",
            "orm-lower-bound": "orm_lower_bound", "per-sample": "per_sample", "pretrain-tail": "pretrain_tail",
            "pretrain-prm": "pretrain_prm", "ablations": "ablations", "sgd-rate": "sgd_rate",
-           "barrier-zero": "barrier_zero", "token-lq-exact": "token_lq_exact"}
+           "barrier-zero": "barrier_zero", "token-lq-exact": "token_lq_exact",
+           "fig1-pooled": "fig1_pooled"}
 NAMES = tuple(MODULES)
 
 

@@ -35,13 +35,14 @@ LABELS = {"onpolicy": "outcome reward, on-policy from w = 0", "best_of_m": "outc
           "prm": "process reward, Algorithm 2 from w = 0"}
 
 
-def likelihood_after_updates(k, N, floor):
-    """P_t = s_t^N for t = 0, 1, … until 1 − P_t ≤ floor (module docstring)."""
-    z, out = 0.0, []
+def likelihood_after_updates(k, N, floor, z0=0.0, most=None):
+    """P_t = s_t^N for t = 0, 1, … until 1 − P_t ≤ floor (or ``most`` + 1 values), from logit gap z0 (module
+    docstring: z0 = 0 is w = 0)."""
+    z, out = z0, []
     while True:
         s = 1.0 / (1.0 + (k - 1) * math.exp(-z))
         out.append(s ** N)
-        if 1.0 - out[-1] <= floor:
+        if 1.0 - out[-1] <= floor or (most is not None and len(out) > most):
             return np.array(out)
         gsq = N * (1.0 - s) ** 2 * k / (k - 1)
         z += (1.0 - s) * k / (k - 1) / (4.0 + 2.0 * gsq)
@@ -156,7 +157,7 @@ def run(ctx):
                 f"{model['best_of_m']['slope']:.3f} per token, the model's (the mixture's rate log 1/½(p^N + k^−N) "
                 f"has slope {mix:.3f}; the rest is the updates a context needs, which grow with N)",
                 f"± {tol['best_of_m']:.3f} (3 sd of a {S}-seed mean under the model + {p['slope_margin']})",
-                f"an exploration that ignored q₀ (uniform only) has the on-policy arm's slope, about log k")
+                "an exploration that ignored q₀ (uniform only) has the on-policy arm's slope, about log k")
     ctx.predict("levels", "both ORM arms, every N: the seeds' mean of log(queries to ε)",
                 "the model's mean of log queries at that N (table below)",
                 f"± (3 sd of a {S}-seed mean under the model + log {p['level_margin']}) at every N",

@@ -42,7 +42,7 @@ def _resolved(ctx, overrides):
 
 def _train_base(ctx, seed):
     """The supervised base of ``seed`` (built exactly as base.kind = 'pretrain' would), saved for the arms.
-    Returns (weights path, test-set centre ids int64[n])."""
+    Returns (weights path, the held-out test batch: its ``J`` are the contexts' centre ids)."""
     p = ctx.params
     cfg = _resolved(ctx, {**_task_overrides(p, seed), "base.kind": "pretrain", "base.steps": p["base_steps"],
                           "base.batch": p["base_batch"], "base.lr": p["base_lr"]})
@@ -50,7 +50,7 @@ def _train_base(ctx, seed):
     path = ctx.out / "base" / f"seed={seed}" / "base.npz"
     makedirs(path.parent)
     save_policy(build_base(task, cfg), path, base_steps=p["base_steps"])
-    return path, test_batch(task, cfg).J
+    return path, test_batch(task, cfg)
 
 
 def _curves(folder):
@@ -108,7 +108,8 @@ def run(ctx):
     for seed in ctx.seeds:
         with ctx.stage(f"base: supervised Adagrad, {p['base_steps']} steps × batch {p['base_batch']} "
                        f"(seed {seed})"):
-            base_path, test_ids = _train_base(ctx, seed)
+            base_path, test = _train_base(ctx, seed)
+            test_ids = test.J
         for arm, arm_over in ARMS.items():
             over = {**_task_overrides(p, seed), "base.kind": "load", "base.path": str(base_path.resolve()),
                     "algo.batch": p["batch"], "algo.lr": p["lr"], "run.rounds": p["steps"],

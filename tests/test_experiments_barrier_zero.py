@@ -75,6 +75,8 @@ WRONG = {   # the wrong engine each check must catch, as the options an arm woul
                                                                "algo.lr_rule": "constant", "algo.lr": 0.25},
                       {"levels"}),
 }
+# the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
+CAUGHT = set().union(*(caught for *_, caught in WRONG.values())) | {"prm_polynomial"}
 
 
 def _verdict(ctx):

@@ -44,6 +44,8 @@ WRONG = {   # variant: (how it is swapped in, the checks it must fail)
     "orm_reward_leaks_prefixes": (("_arm_overrides", lambda arm: dict(fig1_pooled.fig1.ARMS["prm"])),
                                   {"orm_stuck_below_budget"}),
 }
+# the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
+CAUGHT = set().union(*(c for _, c in WRONG.values()))
 
 
 @pytest.mark.parametrize("variant", list(WRONG))
@@ -59,3 +61,18 @@ def test_every_check_has_a_wrong_engine(tmp_path):
     named = set().union(*(c for _, c in WRONG.values()))
     assert named == {"prm_above_orm_off_support", "orm_stuck_below_budget", "orm_learns_reachable"}
     assert np.isfinite(fig1_pooled.bootstrap_ci([1.0], [1], 10, 0)).all()
+
+
+def test_fig1s_own_checks_cannot_tell_a_non_learning_or_descending_orm(tmp_path, monkeypatch):
+    """Why fig1's checks are superseded: at its small scale an ORM arm whose step is zeroed or negated gets the
+    same three verdicts as the right engine."""
+    from onlinepg.experiments import common
+    right = common.ExperimentRun.run_arm
+    verdicts = {}
+    for mode in (None, "zero", "flip"):
+        def run_arm(self, arm, cell, seed, over, _mode=mode):
+            with (wrong_fused_step(_mode) if _mode and arm == "orm" else fig1_pooled.contextlib.nullcontext()):
+                return right(self, arm, cell, seed, over)
+        monkeypatch.setattr(common.ExperimentRun, "run_arm", run_arm)
+        verdicts[mode] = _verdict(run_experiment("fig1", "small", tmp_path / str(mode), log=lambda *_: None))
+    assert verdicts["zero"] == verdicts[None] == verdicts["flip"]

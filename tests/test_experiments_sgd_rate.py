@@ -43,6 +43,8 @@ WRONG = {   # the wrong engine each check must catch: the rule an arm would real
     "quarter_is_adaptive": (lambda arm, N: ("adaptive", 1.0), {"control", "shared_weights_growth"}),
     "adaptive_pays_N": (lambda arm, N: ("constant", 1.0 / (4 + 4 * N)), {"cells_flat", "shared_weights_growth"}),
 }
+# the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
+CAUGHT = set().union(*(caught for _, caught in WRONG.values()))
 WRONG_ARM = {"adaptive_is_quarter": "adaptive", "quarter_is_adaptive": "quarter", "adaptive_pays_N": "adaptive"}
 
 

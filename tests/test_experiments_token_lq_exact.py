@@ -83,6 +83,8 @@ WRONG = {   # (what is swapped, the wrong options, the checks it must fail)
                                                                if arm == "orm_best_of_m" else tq.ARMS[arm][0]),
                                 {"levels"}),
 }
+# the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
+CAUGHT = set().union(*(c for *_, c in WRONG.values())) | {"prm_ratio"}
 
 
 @pytest.mark.parametrize("variant", list(WRONG))

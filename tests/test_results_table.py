@@ -34,13 +34,24 @@ def _write(tmp_path, name, checks):
 
 
 def test_render_reports_each_verdict_as_measured(tmp_path):
-    _write(tmp_path, "mistakes", [{"name": "slope", "passed": True, "measured": "slope 0.98 | x"},
-                                  {"name": "flattening", "passed": False, "measured": "share 0.2"}])
+    _write(tmp_path, "queries", [{"name": "slope", "passed": True, "measured": "slope 0.98 | x"},
+                                 {"name": "flattening", "passed": False, "measured": "share 0.2"}])
     table = R.render(tmp_path)
-    row = next(line for line in table.splitlines() if line.startswith("| [`mistakes`]"))
+    row = next(line for line in table.splitlines() if line.startswith("| [`queries`]"))
     assert "| full, 3 seed(s) | 1 of 2 |" in row
     assert "PASS `slope`: slope 0.98 \\| x<br>FAIL `flattening`: share 0.2" in row
     assert sum("not yet run" in line for line in table.splitlines()) == len(NAMES) - 1
+
+
+def test_render_labels_superseded_experiments_and_checks_without_power(tmp_path):
+    _write(tmp_path, "mistakes", [{"name": "slope", "passed": True, "measured": "0.95"}])
+    _write(tmp_path, "ablations", [{"name": "iw_clip_cost", "passed": True, "measured": "0.5"},
+                                   {"name": "other", "passed": True, "measured": "1"}])
+    rows = {line.split("`")[1]: line for line in R.render(tmp_path).splitlines() if line.startswith("| [`")}
+    assert "superseded by [`mistakes-log`]" in rows["mistakes"] and "verdicts kept as registered" in rows["mistakes"]
+    assert "| 2 of 2 (4 without power) |" in rows["ablations"]
+    assert "PASS `iw_clip_cost` (no power: one-sided" in rows["ablations"]
+    assert "PASS `other`: 1" in rows["ablations"]
 
 
 def test_cli_rewrites_and_checks_the_block(tmp_path, capsys):

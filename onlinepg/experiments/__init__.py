@@ -13,7 +13,9 @@ MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistak
            "orm-lower-bound": "orm_lower_bound", "per-sample": "per_sample", "pretrain-tail": "pretrain_tail",
            "pretrain-prm": "pretrain_prm", "ablations": "ablations", "sgd-rate": "sgd_rate",
            "barrier-zero": "barrier_zero", "token-lq-exact": "token_lq_exact",
-           "fig1-pooled": "fig1_pooled"}
+           "fig1-pooled": "fig1_pooled",
+           "per-sample-mixture": "per_sample_mixture",
+           "mistakes-log": "mistakes_log"}
 NAMES = tuple(MODULES)
 
 

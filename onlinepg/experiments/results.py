@@ -35,16 +35,19 @@ def render(results_dir, link_prefix="data/results"):
         doc = json.loads(path.read_text())
         checks = doc["checks"]
         passed = sum(bool(c["passed"]) for c in checks)
-        lines = "<br>".join(_cell(f"{'PASS' if c['passed'] else 'FAIL'} `{c['name']}`: {c['measured']}")
-                            for c in checks)
+        spec = tomllib.loads(read_data("configs", "experiments", f"{name}.toml"))["experiment"]
+        weak = spec.get("no_power", {})     # checks found to pass for any plausible engine: labelled, not removed
+        lines = "<br>".join(_cell(f"{'PASS' if c['passed'] else 'FAIL'} `{c['name']}`"
+                                  + (f" (no power: {weak[c['name']]})" if c["name"] in weak else "")
+                                  + f": {c['measured']}") for c in checks)
         seeds, first = doc.get("seeds"), doc.get("first_seed", 0)
         seed_text = "" if seeds is None else (f", {seeds} seed(s)" if not first else
                                               f", seeds {first}–{first + seeds - 1} (fresh)")
-        later = tomllib.loads(read_data("configs", "experiments", f"{name}.toml"))["experiment"].get("superseded_by")
+        later = spec.get("superseded_by")
         status = f"; superseded by [`{later}`]({link_prefix}/{later}/results.md), verdicts kept as registered" \
             if later else ""
         rows.append(f"| [`{name}`]({link_prefix}/{name}/results.md) | {doc['scale']}{seed_text}{status} | "
-                    f"{passed} of {len(checks)} | {lines} |")
+                    f"{passed} of {len(checks)}" + (f" ({len(weak)} without power)" if weak else "") + f" | {lines} |")
     return "\n".join(rows)
 
 

@@ -2,7 +2,6 @@
 meant to catch — the right engine PASSes every check at the small scale, and each wrong variant (swapped in at the
 Python layer: the options an arm runs with) FAILs the checks that name it."""
 import json
-import math
 
 import numpy as np
 import pyarrow.dataset as ds

@@ -26,6 +26,7 @@ from .steps import (STEP_NAMES, STEPS, baseline_advantages, StepOut, StepParams,
                     run_steps_fused_serial, run_steps_separate, run_steps_separate_serial, separate_step,
                     separate_step_serial, step_kind, step_out, step_params)
 from .counters import add_counts, pairwise_sum, write_trace_row
+from .metrics import log1mexp, pass_at_k, support_fractions
 from .softmax import log_softmax, logsumexp, sample_categorical
 from .updates import adaptive_lr, apply_update, clipped_importance_weight, sq_norm
 from . import codes, rounds, steps

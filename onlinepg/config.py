@@ -197,6 +197,13 @@ SCHEMA = {
                        "(mixture centres), 'test' (the first tracked_count test contexts) or 'none'",
                        choices=("centres", "test", "none")),
         "tracked_count": Key(32, int, "tracked contexts for tracked = 'test'", lo=1),
+        "pass_k": Key([float(2 ** i) for i in range(21)], list, "the k of the exact pass@k written to passk/ at "
+                      "every evaluation (increasing integers >= 1; default 1, 2, 4, …, 2^20)"),
+        "delta_se_k": Key(256, int, "ΔSE = base pass@K − policy pass@1 at this K (eval/, as Yue et al.)", lo=1),
+        "support_zeta": Key(0.05, float, "support metrics: y* is in a model's support when its likelihood is >= "
+                            "−ln(support_zeta)/support_k (found in support_k samples with probability 1 − ζ)",
+                            lo=0.0, hi=1.0, open_lo=True, open_hi=True),
+        "support_k": Key(256, int, "support metrics: the sample count k of the threshold −ln ζ / k", lo=1),
         "progress": Key(True, bool, "show a progress bar (stderr)"),
     },
 }
@@ -375,6 +382,10 @@ def _cross_checks(c):
         raise ConfigError("algo.std_scale needs a baseline (algo.baseline = batch_mean, group_mean or loo)")
     if r["tracked"] == "centres" and not (t["kind"] == "teacher" and t["contexts"] == "mixture"):
         r["tracked"] = "test"
+    ks = r["pass_k"]
+    if (not ks or any(k != int(k) or not 1 <= k <= 2 ** 53 for k in ks)
+            or any(b <= a for a, b in zip(ks, ks[1:]))):
+        raise ConfigError(f"run.pass_k must be a non-empty list of increasing integers in [1, 2^53], got {list(ks)}")
 
 
 def load(path):

@@ -15,6 +15,7 @@ replaced; one process writes a folder at a time; traces are flushed by size as w
 memory is bounded for any schedule; every file is written atomically.
 """
 import errno
+import math
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ import zlib
 
 import numpy as np
 
-from . import limits, outdir
+from . import kernels as K, limits, outdir
 from . import config as C
 from .build import ContextStream, build_base, build_task, test_batch, tracked_batch
 from .compile_ahead import ahead
@@ -38,8 +39,12 @@ from .trace import PartWriter, run_metadata, write_json
 EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np.float64,
                "mean_loglik_star": np.float64, **{c: (np.float64 if c == "mistakes_expected" else np.int64)
                                                   for c in COUNTERS}}
+EVAL_SCHEMA.update({"crossover_k": np.int64, "delta_se": np.float64, "support_preserved": np.float64,
+                    "support_shrunk": np.float64, "support_expanded": np.float64, "srr": np.float64,
+                    "ndr": np.float64})
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
+PASSK_SCHEMA = {"round": np.int64, "k": np.int64, "pass_at_k": np.float64, "base_pass_at_k": np.float64}
 TIMING_KEYS = ("wall_seconds", "compile_seconds", "base_seconds", "rounds_per_second")
 
 
@@ -92,20 +97,31 @@ def _resolve(config, out, resume, sets, progress):
 
 class Evaluator:
     """Exact test error err(w) = 1 − mean p_w(y*|x) on the held-out set, its running average over
-    evaluations (the random-iterate guarantee), and the tracked contexts' log-likelihoods."""
+    evaluations (the random-iterate guarantee), the tracked contexts' log-likelihoods, and the exact metrics of
+    RLVR practice against the base (docs/theory.md §3.5): pass@k on the ``run.pass_k`` grid (``passk/``), the
+    crossover k*, ΔSE and the support kept, lost and gained (``eval/``)."""
 
-    def __init__(self, policy, test, tracked):
+    def __init__(self, policy, test, tracked, base_w=None, run=None):
         """``policy``: the run's policy (its feature map); the test set and the tracked contexts are fixed, so they
-        are checked once here (``Policy.scorer``), not at every evaluation."""
+        are checked once here (``Policy.scorer``), not at every evaluation. ``base_w``: the base's weights, scored
+        once; ``run``: the run spec (its pass@k grid and support threshold)."""
         self.test, self.tracked = test, tracked
         self.err_sum = 0.0
         self.count = 0
         self._score_test = policy.scorer(test.X, test.J, test.Ystar)
+        self.ks = np.asarray(run.pass_k if run is not None else [1.0], np.float64)
+        self._ks_se = np.array([1.0, float(run.delta_se_k if run is not None else 1)])
+        self._log_eps = math.log(-math.log(run.support_zeta) / run.support_k) if run is not None else 0.0
+        self.base_ll = self._score_test(base_w if base_w is not None else policy.w)
+        self.base_pass = np.empty(len(self.ks))
+        K.pass_at_k(self.base_ll, self.ks, self.base_pass)
+        self._base_se = np.empty(2)
+        K.pass_at_k(self.base_ll, self._ks_se, self._base_se)
         if tracked is not None:
             self._score_tracked = policy.scorer(tracked.X, tracked.J, tracked.Ystar)
             self._tracked_ids = {"tracked_id": np.arange(len(tracked.J)), "context_id": tracked.J.astype(np.int64)}
 
-    def __call__(self, policy, round_, counters, eval_w):
+    def __call__(self, policy, round_, counters, eval_w, passk_w=None):
         ll = self._score_test(policy.w)
         err = float(1.0 - np.exp(ll).mean())
         self.err_sum += err
@@ -113,8 +129,33 @@ class Evaluator:
         row = {"round": [round_], "test_error": [err], "test_error_avg": [self.err_sum / self.count],
                "mean_loglik_star": [float(ll.mean())]}
         row.update({name: [counters[i]] for i, name in enumerate(COUNTERS)})
+        row.update({key: [value] for key, value in self.practice(ll).items()})
         eval_w.append(row)
+        if passk_w is not None:
+            passk_w.append({"round": np.full(len(self.ks), round_), "k": self.ks.astype(np.int64),
+                            "pass_at_k": self._pass, "base_pass_at_k": self.base_pass})
         return err
+
+    def practice(self, ll):
+        """The eval row's RLVR metrics of log-likelihoods ``ll`` (and ``self._pass``, pass@k on the grid): the
+        crossover k* — the smallest grid k at which the base's pass@k exceeds the policy's, 0 if the policy
+        does not lead at the grid's first k, −1 if it leads on the whole grid —, ΔSE = base pass@K − policy
+        pass@1 (K = run.delta_se_k), and the support fractions with SRR = kept/(kept + lost) (1 when the base's
+        support is empty) and NDR = gained/(kept + gained) (0 when the policy's is)."""
+        self._pass = np.empty(len(self.ks))
+        K.pass_at_k(ll, self.ks, self._pass)
+        se = np.empty(2)
+        K.pass_at_k(ll, self._ks_se, se)
+        if not self._pass[0] > self.base_pass[0]:
+            cross = 0
+        else:
+            over = np.flatnonzero(self.base_pass > self._pass)
+            cross = int(self.ks[over[0]]) if len(over) else -1
+        kept, lost, gained = K.support_fractions(self.base_ll, ll, self._log_eps)
+        return {"crossover_k": cross, "delta_se": float(self._base_se[1] - se[0]), "support_preserved": kept,
+                "support_shrunk": lost, "support_expanded": gained,
+                "srr": kept / (kept + lost) if kept + lost > 0 else 1.0,
+                "ndr": gained / (kept + gained) if kept + gained > 0 else 0.0}
 
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""
@@ -173,7 +214,7 @@ def run(config=None, out="runs/default", *, overwrite=False, resume=False, sets=
         raise
 
 
-TRACE_FOLDERS = ("rounds", "eval", "tracked")
+TRACE_FOLDERS = ("rounds", "eval", "tracked", "passk")
 START_OVER = "start over with --overwrite (or another --out)"
 
 
@@ -266,7 +307,7 @@ def _run(cfg, claim, resume, t_start):
     base_seconds = time.perf_counter() - t_base
     policy = Policy(task.features, base.w if cfg.algo.init == "base" else np.zeros_like(base.w))
     learner = make_learner(cfg, stream, policy, base)
-    evaluator = Evaluator(policy, test, tracked)
+    evaluator = Evaluator(policy, test, tracked, base.w, cfg.run)
     h = config_hash(cfg)
     start, stopped = _restore(out, ckpt_dir, learner, evaluator, h) if resume else (0, False)
     claim.replace()                 # the new run is known to start: only now is an old run replaced
@@ -276,7 +317,8 @@ def _run(cfg, claim, resume, t_start):
     meta = run_metadata(cfg_toml, cfg.run.seed)
     writers = {"rounds": PartWriter(out / "rounds", TRACE_SCHEMA, meta, config_hash=h),
                "eval": PartWriter(out / "eval", EVAL_SCHEMA, meta, config_hash=h),
-               "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta, config_hash=h)}
+               "tracked": PartWriter(out / "tracked", TRACKED_SCHEMA, meta, config_hash=h),
+               "passk": PartWriter(out / "passk", PASSK_SCHEMA, meta, config_hash=h)}
     for w in writers.values():
         w.truncate_from(start)
         w.start_segment(start)
@@ -295,7 +337,7 @@ def _run(cfg, claim, resume, t_start):
     t = start
     try:
         if start == 0:
-            err = evaluator(policy, 0, learner.counters, writers["eval"])
+            err = evaluator(policy, 0, learner.counters, writers["eval"], writers["passk"])
             evaluator.track(policy, 0, writers["tracked"])
             stopped = _should_stop(cfg, err, learner.counters)
         t_loop = time.perf_counter()
@@ -309,7 +351,7 @@ def _run(cfg, claim, resume, t_start):
                 bar.set_postfix(mistake_rate=f"{c[5] / max(c[0] * per_round, 1):.4f}", refresh=False)
             t = stop
             if schedule.is_eval(t):
-                err = evaluator(policy, t, learner.counters, writers["eval"])
+                err = evaluator(policy, t, learner.counters, writers["eval"], writers["passk"])
                 stopped = _should_stop(cfg, err, learner.counters)
             if schedule.is_track(t) or stopped:         # an early stop still records where it ended
                 evaluator.track(policy, t, writers["tracked"])
@@ -319,8 +361,8 @@ def _run(cfg, claim, resume, t_start):
                     w.start_segment(t)
                 _checkpoint(ckpt_dir, learner, evaluator, t, cfg.run.keep_checkpoints, stopped, h)
         if start == 0 and t == 0:       # stopped at round 0: still leave the evaluation and a checkpoint
-            writers["eval"].flush()
-            writers["tracked"].flush()
+            for name in ("eval", "tracked", "passk"):
+                writers[name].flush()
             _checkpoint(ckpt_dir, learner, evaluator, 0, cfg.run.keep_checkpoints, stopped, h)
     except KeyboardInterrupt:
         kept = sorted(ckpt_dir.glob("ckpt-*.npz"))

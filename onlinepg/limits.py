@@ -26,8 +26,10 @@ from .schedule import checkpoint_interval
 
 F8 = 8                      # float64 / int64 bytes
 TRACE_WIDTH = len(TRACE_SCHEMA)     # per-round trace columns (rounds/), every one 8 bytes
-EVAL_WIDTH = 4 + NCOUNT     # eval/ columns (engine.EVAL_SCHEMA): round, test error, its average, mean loglik, counters
+EVAL_WIDTH = 4 + NCOUNT + 7  # eval/ columns (engine.EVAL_SCHEMA): round, test error, its average, mean loglik,
+#                             the counters, and the 7 RLVR metrics (crossover k, ΔSE, three support fractions, SRR, NDR)
 TRACKED_WIDTH = 5           # tracked/ columns (engine.TRACKED_SCHEMA)
+PASSK_WIDTH = 4             # passk/ columns (engine.PASSK_SCHEMA), one row per run.pass_k entry and evaluation
 PART_BYTES = 8 * 2**10      # fixed bytes of one Parquet part: footer, schema, the resolved config in the metadata
 NPZ_BYTES = 8 * 2**10       # fixed bytes of one .npz (a header per array and the zip directory)
 MAX_TOKENS = 10**15         # at 10^6 tokens a second (this machine: 0.4–2·10^6 on the smallest tasks), 30 years
@@ -136,6 +138,9 @@ def disk_estimate(cfg):
     n_eval = _evaluations(cfg)
     terms.append(("eval/, the test-error evaluations", "run.rounds / run.eval_every",
                   n_eval * EVAL_WIDTH * F8 + min(n_eval, n_ckpt + 1) * PART_BYTES, ("eval_every", +1)))
+    terms.append(("passk/, the exact pass@k of every evaluation", "run.rounds / run.eval_every × len(run.pass_k)",
+                  n_eval * len(r.pass_k) * PASSK_WIDTH * F8 + min(n_eval, n_ckpt + 1) * PART_BYTES,
+                  ("eval_every", +1)))
     n_tracked = {"none": 0, "centres": t.centres, "test": min(r.tracked_count, n_test)}[r.tracked]
     if n_tracked:               # run.track_every = 0: at every evaluation
         every = "track_every" if r.track_every else "eval_every"

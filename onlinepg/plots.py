@@ -28,7 +28,7 @@ from .trace import read_table
 DPI = 110
 SIZE = (6.4, 4.2)
 LN10 = math.log(10.0)
-FIGURES = ("test_error", "counters", "tracked", "likelihood_cdf", "lq", "alpha_tail", "loglik_hist")
+FIGURES = ("test_error", "counters", "pass_at_k", "tracked", "likelihood_cdf", "lq", "alpha_tail", "loglik_hist")
 # Quantities reaching below 10^NATIVE_LOG10_MIN are drawn by their log10 on a linear axis labelled 10^k: past
 # ~10^-300 matplotlib's own log axis would see float64 zeros, and over many decades its ticks land every 7th.
 NATIVE_LOG10_MIN = -12.0
@@ -125,6 +125,30 @@ def error_figure(ev, cfg):
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     _title(ax, cfg, "Exact test error")
+    return fig
+
+
+def pass_at_k_figure(pk, cfg, curves=6):
+    """``pk``: the passk table (round, k, pass_at_k, base_pass_at_k). pass@k against k on log axes: the base and up
+    to ``curves`` evaluations spread over the run (the first and the last kept), exact (docs/theory.md §3.5)."""
+    fig, ax = new_figure()
+    r, k = np.asarray(pk["round"]), np.asarray(pk["k"])
+    rounds = np.unique(r)
+    pick = rounds[np.unique(np.linspace(0, len(rounds) - 1, min(curves, len(rounds))).round().astype(int))]
+    first = r == rounds[0]
+    ax.plot(k[first], np.asarray(pk["base_pass_at_k"])[first], "k--", lw=1.5, label="base")
+    cmap = _mpl_cmap("viridis")
+    for i, t in enumerate(pick):
+        m = r == t
+        ax.plot(k[m], np.asarray(pk["pass_at_k"])[m], "-", lw=1.2, color=cmap(i / max(1, len(pick) - 1)),
+                label=f"round {t:,}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per context)")
+    ax.set_ylabel("pass@k (exact)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    _title(ax, cfg, "pass@k against the base")
     return fig
 
 
@@ -381,6 +405,11 @@ def _plot_into(run, out, contexts, max_models):
         written.append(save(counters_figure(rounds if rounds is not None else ev, cfg), out / "counters.png"))
     else:
         skipped += ["test_error (no eval/ trace)", "counters (no eval/ trace)"]
+    passk = _columns(read_table(run / "passk")) if (run / "passk").is_dir() else None
+    if passk is not None:
+        written.append(save(pass_at_k_figure(passk, cfg), out / "pass_at_k.png"))
+    else:
+        skipped.append("pass_at_k (no passk/ trace: a run from before it existed)")
     if tracked is not None:
         written.append(save(tracked_figure(tracked, cfg), out / "tracked.png"))
     else:

@@ -111,6 +111,13 @@ CLI_CASES = [
     (["run", *S("algo.group_size=0")], "algo.group_size must be an integer in [1, inf)"),
     (["run", *S("algo.std_scale=1")], "algo.std_scale must be true or false"),
     (["run", *S("algo.iw_clip=0.5")], "algo.iw_clip must be 0 (off) or a number >= 1"),
+    (["run", *S("run.pass_k=[1,4,2]")], "run.pass_k must be a non-empty list of increasing integers"),
+    (["run", *S("run.pass_k=[0.5,2]")], "run.pass_k must be a non-empty list of increasing integers"),
+    (["run", *S("run.pass_k=[]")], "run.pass_k must be a non-empty list of increasing integers"),
+    (["run", *S("run.pass_k=[-1]")], "run.pass_k must be a non-empty list of increasing integers"),
+    (["run", *S("run.support_zeta=1")], "run.support_zeta must be a number in (0, 1)"),
+    (["run", *S("run.support_k=0")], "run.support_k must be an integer in [1, inf)"),
+    (["run", *S("run.delta_se_k=0")], "run.delta_se_k must be an integer in [1, inf)"),
     (["run", *S("algo.batch=0")], "algo.batch must be an integer in [1, inf)"),
     (["run", *S("algo.m=0")], "algo.m must be an integer in [1, inf)"),
     (["run", *S("algo.m_tok=0")], "algo.m_tok must be an integer in [1, inf)"),
@@ -396,10 +403,10 @@ def test_disk_estimate_is_not_below_what_a_run_writes(done_run):
 
 
 def test_trace_widths_are_the_engine_schemas():
-    from onlinepg.engine import EVAL_SCHEMA, TRACKED_SCHEMA
+    from onlinepg.engine import EVAL_SCHEMA, PASSK_SCHEMA, TRACKED_SCHEMA
     from onlinepg.kernels.codes import TRACE_SCHEMA
-    assert (limits.TRACE_WIDTH, limits.EVAL_WIDTH, limits.TRACKED_WIDTH) == (
-        len(TRACE_SCHEMA), len(EVAL_SCHEMA), len(TRACKED_SCHEMA))
+    assert (limits.TRACE_WIDTH, limits.EVAL_WIDTH, limits.TRACKED_WIDTH, limits.PASSK_WIDTH) == (
+        len(TRACE_SCHEMA), len(EVAL_SCHEMA), len(TRACKED_SCHEMA), len(PASSK_SCHEMA))
 
 
 def test_shipped_configs_pass_the_memory_work_and_disk_bounds(tmp_path, monkeypatch):

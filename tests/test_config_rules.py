@@ -90,6 +90,8 @@ CELLS = {"kind": "cells", "k": 3, "N": 3, "M": 6}
 
 # (id, config that breaks the rule, field the message must name, the nearest config that passes)
 CROSS = [
+    ("pass-k-not-increasing", {"run": {"pass_k": [1, 8, 4]}}, "run.pass_k", {"run": {"pass_k": [1, 4, 8]}}),
+    ("pass-k-not-integer", {"run": {"pass_k": [1.5]}}, "run.pass_k", {"run": {"pass_k": [2]}}),
     ("centres>d", {"task": dict(TEACHER_MIX, centres=5)}, "task.centres", {"task": TEACHER_MIX}),
     ("teacher-pool-missing", {"task": {"kind": "teacher", "stream": "cycle", "pool": 0}}, "task.pool",
      {"task": {"kind": "teacher", "stream": "cycle", "pool": 1}}),

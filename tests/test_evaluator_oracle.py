@@ -172,3 +172,39 @@ def test_held_out_set_is_disjoint_from_training(finished):
     # the trace's first training contexts are indeed the training stream's (the check above used the right one)
     ids = read_table(out / "rounds").column("context_id").to_numpy()
     assert np.array_equal(ids[:5], ContextStream(task, cfg).batch(0, 5 * per_round).J[::per_round])
+
+
+def _pass_numpy(ll, k):
+    """pass@k by the textbook formula in long double (enough for these instances' likelihoods)."""
+    p = np.exp(np.asarray(ll, np.longdouble))
+    return float(np.mean(1 - (1 - p) ** np.longdouble(k)))
+
+
+def test_practice_metrics_match_the_oracle(finished):
+    """passk/ and eval/'s crossover_k, delta_se and support columns, from the oracle's likelihoods of the
+    checkpointed weights and of the base (the weights of round 0)."""
+    out, cfg, task = finished
+    model = model_of(task)
+    X, J, Y = held_out(task, cfg.task.test_contexts)
+    ev = read_table(out / "eval").to_pydict()
+    pk = read_table(out / "passk").to_pydict()
+    ks = [int(k) for k in cfg.run.pass_k]
+    base = oracle_loglik(model, weights_at(out, 0), X, J, Y)
+    base_pass = [_pass_numpy(base, k) for k in ks]
+    eps = -np.log(cfg.run.support_zeta) / cfg.run.support_k
+    for i, t in enumerate(ev["round"]):
+        ll = oracle_loglik(model, weights_at(out, t), X, J, Y)
+        rows = [r for r in range(len(pk["round"])) if pk["round"][r] == t]
+        assert [pk["k"][r] for r in rows] == ks
+        mine = [_pass_numpy(ll, k) for k in ks]
+        np.testing.assert_allclose([pk["pass_at_k"][r] for r in rows], mine, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose([pk["base_pass_at_k"][r] for r in rows], base_pass, rtol=1e-9, atol=1e-15)
+        lead = mine[0] > base_pass[0]
+        over = [k for k, a, b in zip(ks, mine, base_pass) if b > a]
+        assert ev["crossover_k"][i] == (0 if not lead else over[0] if over else -1)
+        assert ev["delta_se"][i] == pytest.approx(_pass_numpy(base, cfg.run.delta_se_k) - _pass_numpy(ll, 1),
+                                                  rel=1e-9, abs=1e-15)
+        inb, inp = np.exp(base) >= eps, np.exp(ll) >= eps
+        assert ev["support_preserved"][i] == pytest.approx(np.mean(inb & inp))
+        assert ev["support_shrunk"][i] == pytest.approx(np.mean(inb & ~inp))
+        assert ev["support_expanded"][i] == pytest.approx(np.mean(~inb & inp))

@@ -1,0 +1,57 @@
+"""The exact RLVR metrics kernels (kernels/metrics.py) against plain NumPy/Python references, in the regimes
+where a naive formula breaks: p down to 1e-300, k up to 2^52, p = 1 and p = 0."""
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import onlinepg.kernels as K
+
+
+def _pass_reference(p, k):
+    """1 − (1 − p)^k: exactly in rationals where that is cheap, else the series k·p − C(k,2)p² + … (tiny p)."""
+    if k * p < 1e-6:
+        return k * p - k * (k - 1) / 2 * p * p
+    if k <= 64:
+        return float(1 - (1 - Fraction(p)) ** k)
+    return -math.expm1(k * math.log1p(-p)) if p < 0.5 else 1.0 - math.exp(k * math.log(1.0 - p))
+
+
+@pytest.mark.parametrize("x", [-1e-300, -1e-12, -0.1, -0.69, -0.7, -1.0, -40.0, -700.0])
+def test_log1mexp(x):
+    assert K.log1mexp(x) == pytest.approx(math.log(-math.expm1(x)), rel=1e-13)
+    assert K.log1mexp(0.0) == -math.inf
+
+
+def test_pass_at_k_against_a_reference():
+    ps = np.array([1e-300, 1e-200, 1e-20, 1e-9, 0.001, 0.3, 0.5, 0.9, 1 - 1e-9])
+    ks = np.array([1.0, 2.0, 7.0, 64.0, 1024.0, 2.0 ** 20, 2.0 ** 52])
+    for p in ps:
+        out = np.empty(len(ks))
+        K.pass_at_k(np.array([math.log(p)]), ks, out)
+        for k, got in zip(ks, out):
+            ref = _pass_reference(float(p), int(k))
+            assert got == pytest.approx(ref, rel=1e-9, abs=1e-300), (p, k)
+    # the mean over contexts, and the end points p = 1 (ll = 0) and p = 0 (ll = −inf)
+    ll = np.array([0.0, -math.inf, math.log(0.25)])
+    out = np.empty(2)
+    K.pass_at_k(ll, np.array([1.0, 2.0]), out)
+    np.testing.assert_allclose(out, [(1 + 0 + 0.25) / 3, (1 + 0 + (1 - 0.75 ** 2)) / 3], rtol=1e-15)
+
+
+def test_pass_at_k_is_increasing_in_k_and_exact_at_k_1():
+    rng = np.random.default_rng(0)
+    ll = -rng.exponential(30.0, size=500)
+    ks = 2.0 ** np.arange(21)
+    out = np.empty(len(ks))
+    K.pass_at_k(ll, ks, out)
+    assert np.all(np.diff(out) >= 0) and out[0] == pytest.approx(np.exp(ll).mean(), rel=1e-12)
+
+
+def test_support_fractions():
+    le = math.log(0.01)
+    base = np.log([0.5, 0.5, 1e-5, 1e-5, 0.02])
+    pol = np.log([0.9, 1e-4, 0.5, 1e-9, 0.01])
+    kept, lost, gained = K.support_fractions(base, pol, le)
+    assert (kept, lost, gained) == (2 / 5, 1 / 5, 1 / 5)      # contexts 0 and 4 kept, 1 lost, 2 gained

@@ -190,3 +190,13 @@ def test_bandit_n1(tmp_path):
     assert orth["pg_uniform"]["second_half_share"] < 0.2 < 0.3 < orth["banditron"]["second_half_share"]
     verdict = {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
     assert verdict == {"perceptron_novikoff": True, "pg_flattens": True}
+
+
+def test_predictions_read_the_config_the_runs_use(tmp_path):
+    """An experiment's predictions read ``ctx.shared``: its shared engine config with --set SECTION.KEY applied,
+    the same values its runs get (a prediction from the spec's raw table would ignore the --set)."""
+    from onlinepg.experiments.common import ExperimentRun
+    ctx = ExperimentRun("barrier-zero", "small", tmp_path / "x", sets=["task.gamma=0.25", "task.k=6"],
+                        log=lambda *_: None)
+    assert (ctx.shared.task.gamma, ctx.shared.task.k) == (0.25, 6)
+    assert ctx.config["task"]["k"] == 8          # the spec's own table is unchanged

@@ -38,7 +38,7 @@ def predicted_slope(p_tok, k, Ns):
 
 def run(ctx):
     p = ctx.params
-    k = ctx.config["task"]["k"]
+    k = ctx.shared.task.k
     if not p["p_tok"] > 1.0 / k:
         raise ConfigError(f"barrier: p_tok must exceed 1/k = {1 / k:.4g} (else the uniform half of the exploration "
                           f"mixture sets the rate), got {p['p_tok']}")

@@ -137,11 +137,11 @@ def _arm_overrides(arm, N):
 def run(ctx):
     from ..config import margin_contexts
     p = ctx.params
-    k = ctx.config["task"]["k"]
+    k = ctx.shared.task.k
     if not p["p_tok"] > 1.0 / k:
         raise ConfigError(f"barrier-zero: p_tok must exceed 1/k = {1 / k:.4g} (else the uniform half of the "
                           f"exploration mixture sets best-of-m's rate), got {p['p_tok']}")
-    gamma = ctx.config["task"]["gamma"]
+    gamma = ctx.shared.task.gamma
     M_of = {N: margin_contexts("cells", k, N, 0, gamma) for N in p["N"]}
     S = len(ctx.seeds)
     model = _model(p, k, M_of)

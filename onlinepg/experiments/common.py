@@ -138,6 +138,15 @@ class ExperimentRun:
         self._runs_started = False
         C.resolve(C.apply_overrides(self.config, self.config_sets))   # a bad --set fails before any run
 
+    @property
+    def shared(self):
+        """The experiment's shared engine config with the command line's ``--set SECTION.KEY`` applied, resolved:
+        the typed spec its predictions read (``ctx.shared.task.k``), so a prediction and the runs it predicts see
+        the same values."""
+        if getattr(self, "_shared", None) is None:
+            self._shared = C.resolve(C.apply_overrides(self.config, self.config_sets))
+        return self._shared
+
     # -- pre-registered checks ----------------------------------------------------------------------------
     def predict(self, name, quantity, prediction, tolerance, control):
         """Register a check before any run (see the module docstring)."""

@@ -44,7 +44,7 @@ def _register(ctx, p):
 
 def run(ctx):
     p = ctx.params
-    k, N = ctx.config["task"]["k"], ctx.config["task"]["N"]
+    k, N = ctx.shared.task.k, ctx.shared.task.N
     for alpha in p["alpha"]:
         hard = alpha / p["easy"] ** (N - 1)
         if not hard > 1.0 / k:
@@ -58,7 +58,7 @@ def run(ctx):
             over, column = ARMS[arm]
             base = ({"base.kind": "alpha"} if base_kind == "flat" else
                     {"base.kind": "bottleneck", "base.easy": p["easy"],
-                     "base.position": ctx.config["task"]["N"] // 2})
+                     "base.position": ctx.shared.task.N // 2})
             over = {**over, **base, "base.alpha": alpha, "algo.m": math.ceil(p["m_factor"] / alpha),
                     "algo.m_tok": p["m_tok"], "task.seed": seed, "run.seed": seed, "run.rounds": p["max_rounds"],
                     "run.eval_every": p["eval_every"], "run.target_error": p["eps"]}

@@ -115,7 +115,7 @@ def _arm_overrides(arm):
 
 def run(ctx):
     p = ctx.params
-    k, N, M = (ctx.config["task"][key] for key in ("k", "N", "M"))
+    k, N, M = ctx.shared.task.k, ctx.shared.task.N, ctx.shared.task.M
     for alpha in p["alpha"]:
         hard = alpha / p["easy"] ** (N - 1)
         if not hard > 1.0 / k:

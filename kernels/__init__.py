@@ -7,7 +7,8 @@ per-sequence and batched kernels, and one round kernel per online algorithm (``p
 ``codes``.
 """
 from .advantages import binary_advantages, group_advantages
-from .batch import (BLOCK, block_workspace, grad_batch, grad_batch_serial, loglik_batch, loglik_batch_serial, margin_batch,
+from .batch import (BLOCK, block_workspace, entropy_batch, entropy_batch_serial, grad_batch, grad_batch_serial,
+                    loglik_batch, loglik_batch_serial, margin_batch,
                     margin_batch_serial, n_blocks, sample_batch, sample_batch_serial)
 from .contexts import (mixture_contexts, mixture_contexts_serial, normal_pair, rademacher_contexts,
                        rademacher_contexts_serial, teacher_responses, teacher_responses_serial, uniform_ids,
@@ -20,8 +21,8 @@ from .rng import next_u64, randint, seed_stream, seed_streams, splitmix64, unifo
 from .codes import (ADAGRAD, ADAPTIVE, BASE, BASELINES, BEHAVIOURS, CONSTANT, COUNTERS, EPS_MIXTURE, GROUP_MEAN,
                     LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, STEP_MODES, STEP_ORM,
                     STEP_PRM, STEP_SUPERVISED, TRACE_COLUMNS, TRACE_SCHEMA, UNIFORM)
-from .sequence import (SequenceWorkspace, accumulate_grad, correct_path_gap, logaddexp, sample_sequence,
-                       sequence_loglik, sequence_workspace)
+from .sequence import (SequenceWorkspace, accumulate_grad, correct_path_gap, logaddexp, prefix_entropy,
+                       sample_sequence, sequence_loglik, sequence_workspace)
 from .steps import (STEP_NAMES, STEPS, baseline_advantages, StepOut, StepParams, fused_supported, pg_step, pg_step_serial, run_steps_fused,
                     run_steps_fused_serial, run_steps_separate, run_steps_separate_serial, separate_step,
                     separate_step_serial, step_kind, step_out, step_params)

@@ -14,7 +14,8 @@ from numba import njit, prange
 
 from .bigram import accumulate_grad_bigram, bigram_tables, sample_sequence_bigram, sequence_loglik_bigram
 from .features import BIGRAM
-from .sequence import POLICY, SequenceWorkspace, accumulate_grad, correct_path_gap, sample_sequence, sequence_loglik
+from .sequence import (POLICY, SequenceWorkspace, accumulate_grad, correct_path_gap, prefix_entropy, sample_sequence,
+                       sequence_loglik)
 from .serial import serial_twin
 
 BLOCK = 32
@@ -85,6 +86,17 @@ def loglik_batch(fm, w, X, J, Y, loglik, min_token, token_logp):
 
 
 @njit(cache=True, parallel=True)
+def entropy_batch(fm, w, X, J, Y, out):
+    """out[b] = Σ_i H(p_w(·|x_b, Y[b,<i])) (nats; ``sequence.prefix_entropy``), float64[B]."""
+    B = X.shape[0]
+    scratch = block_scratch(B, 7, fm.k)
+    for blk in prange(n_blocks(B)):
+        ws = block_workspace(scratch, blk)
+        for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
+            out[b] = prefix_entropy(fm, w, X[b], J[b], Y[b], ws)
+
+
+@njit(cache=True, parallel=True)
 def grad_batch(fm, w, X, J, Y, adv, lse, have_lse, scale, g):
     """g += scale · Σ_b Σ_i adv[b, i] ∇ log p_w(Y[b,i] | x_b, Y[b,<i]).
 
@@ -125,5 +137,6 @@ def margin_batch(fm, w, X, J, Ystar, gaps):
 
 sample_batch_serial = serial_twin(sample_batch)
 loglik_batch_serial = serial_twin(loglik_batch)
+entropy_batch_serial = serial_twin(entropy_batch)
 grad_batch_serial = serial_twin(grad_batch)
 margin_batch_serial = serial_twin(margin_batch)

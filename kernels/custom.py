@@ -22,8 +22,8 @@ from numba import njit
 from . import batch, sequence
 from .steps import driver as step_drivers, separate
 
-_REBOUND = ("sample_sequence", "sequence_loglik", "accumulate_grad", "correct_path_gap",
-            "sample_batch", "loglik_batch", "grad_batch", "margin_batch", "separate_step")
+_REBOUND = ("sample_sequence", "sequence_loglik", "accumulate_grad", "correct_path_gap", "prefix_entropy",
+            "sample_batch", "loglik_batch", "entropy_batch", "grad_batch", "margin_batch", "separate_step")
 
 
 def _dense_primitives(phi, D):

@@ -143,6 +143,24 @@ def sequence_loglik(fm, w, x, j, y, tok, ws):
     return total, worst
 
 
+@njit(cache=True)
+def prefix_entropy(fm, w, x, j, y, ws):
+    """Σ_i H(p_w(·|x, y_<i)) in nats: the exact entropies of the policy's next-token distributions along the
+    given response's prefixes (with y = y*, the token-level entropy along the correct path)."""
+    u, lg = ws.u, ws.lg
+    prepare(fm, w, x, j, u)
+    total = 0.0
+    for i in range(fm.N):
+        token_logits(fm, w, x, j, u, y, i, lg)
+        z = logsumexp(lg)
+        h = 0.0
+        for a in range(lg.shape[0]):
+            lp = lg[a] - z
+            h -= math.exp(lp) * lp
+        total += h
+    return total
+
+
 @njit(cache=True, inline="always")
 def scaled_probs(lg, z, c, out):
     """out[a] = c · exp(lg[a] − z) with z the log-normaliser of ``lg``."""

@@ -41,7 +41,7 @@ EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np
                                                   for c in COUNTERS}}
 EVAL_SCHEMA.update({"crossover_k": np.int64, "delta_se": np.float64, "support_preserved": np.float64,
                     "support_shrunk": np.float64, "support_expanded": np.float64, "srr": np.float64,
-                    "ndr": np.float64})
+                    "ndr": np.float64, "entropy_ystar": np.float64})
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
 PASSK_SCHEMA = {"round": np.int64, "k": np.int64, "pass_at_k": np.float64, "base_pass_at_k": np.float64}
@@ -117,6 +117,10 @@ class Evaluator:
         K.pass_at_k(self.base_ll, self.ks, self.base_pass)
         self._base_se = np.empty(2)
         K.pass_at_k(self.base_ll, self._ks_se, self._base_se)
+        n = min(run.entropy_contexts, len(test.J)) if run is not None else 0
+        self._ent = (np.ascontiguousarray(test.X[:n]), np.ascontiguousarray(test.J[:n]),
+                     np.ascontiguousarray(test.Ystar[:n]), np.empty(n),
+                     policy.features.kernel("entropy_batch", n) if n else None)
         if tracked is not None:
             self._score_tracked = policy.scorer(tracked.X, tracked.J, tracked.Ystar)
             self._tracked_ids = {"tracked_id": np.arange(len(tracked.J)), "context_id": tracked.J.astype(np.int64)}
@@ -129,19 +133,20 @@ class Evaluator:
         row = {"round": [round_], "test_error": [err], "test_error_avg": [self.err_sum / self.count],
                "mean_loglik_star": [float(ll.mean())]}
         row.update({name: [counters[i]] for i, name in enumerate(COUNTERS)})
-        row.update({key: [value] for key, value in self.practice(ll).items()})
+        row.update({key: [value] for key, value in self.practice(ll, policy).items()})
         eval_w.append(row)
         if passk_w is not None:
             passk_w.append({"round": np.full(len(self.ks), round_), "k": self.ks.astype(np.int64),
                             "pass_at_k": self._pass, "base_pass_at_k": self.base_pass})
         return err
 
-    def practice(self, ll):
+    def practice(self, ll, policy):
         """The eval row's RLVR metrics of log-likelihoods ``ll`` (and ``self._pass``, pass@k on the grid): the
         crossover k* — the smallest grid k at which the base's pass@k exceeds the policy's, 0 if the policy
         does not lead at the grid's first k, −1 if it leads on the whole grid —, ΔSE = base pass@K − policy
         pass@1 (K = run.delta_se_k), and the support fractions with SRR = kept/(kept + lost) (1 when the base's
-        support is empty) and NDR = gained/(kept + gained) (0 when the policy's is)."""
+        support is empty) and NDR = gained/(kept + gained) (0 when the policy's is), and the mean per-token entropy
+        of the policy along y*'s prefixes over the first run.entropy_contexts test contexts (nats)."""
         self._pass = np.empty(len(self.ks))
         K.pass_at_k(ll, self.ks, self._pass)
         se = np.empty(2)
@@ -152,10 +157,14 @@ class Evaluator:
             over = np.flatnonzero(self.base_pass > self._pass)
             cross = int(self.ks[over[0]]) if len(over) else -1
         kept, lost, gained = K.support_fractions(self.base_ll, ll, self._log_eps)
+        X, J, Y, ent, kernel = self._ent
+        if kernel is not None:
+            kernel(policy.features.fm, policy.w, X, J, Y, ent)
         return {"crossover_k": cross, "delta_se": float(self._base_se[1] - se[0]), "support_preserved": kept,
                 "support_shrunk": lost, "support_expanded": gained,
                 "srr": kept / (kept + lost) if kept + lost > 0 else 1.0,
-                "ndr": gained / (kept + gained) if kept + gained > 0 else 0.0}
+                "ndr": gained / (kept + gained) if kept + gained > 0 else 0.0,
+                "entropy_ystar": float(ent.mean()) / policy.features.N if kernel is not None else 0.0}
 
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""

@@ -16,7 +16,7 @@ from onlinepg.build import ContextStream, build_task
 from onlinepg.engine import run
 from onlinepg.tasks import CellsTask
 from onlinepg.trace import read_table
-from reference import Model, sequence_loglik
+from reference import Model, sequence_loglik, token_probs
 
 
 def teacher_ystar(task, X):
@@ -204,6 +204,10 @@ def test_practice_metrics_match_the_oracle(finished):
         assert ev["crossover_k"][i] == (0 if not lead else over[0] if over else -1)
         assert ev["delta_se"][i] == pytest.approx(_pass_numpy(base, cfg.run.delta_se_k) - _pass_numpy(ll, 1),
                                                   rel=1e-9, abs=1e-15)
+        w = weights_at(out, t)
+        n = min(cfg.run.entropy_contexts, len(J))
+        ent = [float(-np.sum(P * np.log(P))) for P in (token_probs(model, w, X[b], int(J[b]), Y[b]) for b in range(n))]
+        assert ev["entropy_ystar"][i] == pytest.approx(np.mean(ent) / cfg.task.N, rel=1e-10)
         inb, inp = np.exp(base) >= eps, np.exp(ll) >= eps
         assert ev["support_preserved"][i] == pytest.approx(np.mean(inb & inp))
         assert ev["support_shrunk"][i] == pytest.approx(np.mean(inb & ~inp))

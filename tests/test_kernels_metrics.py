@@ -55,3 +55,26 @@ def test_support_fractions():
     pol = np.log([0.9, 1e-4, 0.5, 1e-9, 0.01])
     kept, lost, gained = K.support_fractions(base, pol, le)
     assert (kept, lost, gained) == (2 / 5, 1 / 5, 1 / 5)      # contexts 0 and 4 kept, 1 lost, 2 gained
+
+
+@pytest.mark.parametrize("kind", ["bigram", "cells"])
+@pytest.mark.parametrize("B", [3, 70])          # serial and parallel (several blocks)
+def test_entropy_batch_against_numpy(kind, B):
+    from reference import Model, token_probs
+    rng = np.random.default_rng(4)
+    k, N, d, M = 5, 4, 3, 6
+    if kind == "bigram":
+        model, fm = Model("bigram", k, N, 0.7, d=d), K.FeatureMap(K.BIGRAM, k, N, 0.7)
+        X, J = rng.normal(size=(B, d)), np.zeros(B, np.int64)
+    else:
+        model, fm = Model("cells", k, N, 1.0, M=M), K.FeatureMap(K.CELLS, k, N, 1.0)
+        X, J = np.zeros((B, 0)), rng.integers(M, size=B).astype(np.int64)
+    w = rng.normal(size=model.D) * 2.0
+    Y = rng.integers(k, size=(B, N)).astype(np.int64)
+    out = np.empty(B)
+    (K.entropy_batch if B > 8 else K.entropy_batch_serial)(fm, w, X, J, Y, out)
+    ref = [float(-np.sum(P * np.log(P))) for P in (token_probs(model, w, X[b], int(J[b]), Y[b]) for b in range(B))]
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    serial = np.empty(B)
+    K.entropy_batch_serial(fm, w, X, J, Y, serial)
+    assert np.array_equal(serial, out)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from onlinepg.experiments import fig1_pooled, run_experiment
+from figure_check import assert_figure
 from wrong_steps import wrong_fused_step
 
 
@@ -28,6 +29,9 @@ def test_the_right_engine_passes_every_check(tmp_path):
     assert _verdict(ctx) == {"prm_above_orm_off_support": True, "orm_stuck_below_budget": True,
                              "orm_learns_reachable": True}
     assert ctx.seeds == list(range(50, 58))
+    assert [f.name for f in ctx.figures] == ["fig1-pooled-pass-at-k.png"]
+    assert_figure(ctx.figures[0], min_size=(400, 250))
+    assert any("pass@k (exact" in n and "ORM" in n for n in ctx.notes)
 
 
 def _in_arm(arm, mode):

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from figure_check import assert_figure
 from onlinepg.experiments import mistakes_log, run_experiment
 
 
@@ -20,6 +21,8 @@ def test_law_and_its_slope():
 
 def test_the_right_engine_passes_every_check(tmp_path):
     ctx = run_experiment("mistakes-log", "small", tmp_path / "ok", log=lambda *_: None)
+    assert [p.name for p in ctx.figures] == ["mistakes-log.png"]
+    assert_figure(ctx.figures[0], min_size=(400, 250))
     assert _verdict(ctx) == {"log_law": True, "log_slope": True}
     assert ctx.seeds == [50, 51, 52]
     for r in ctx.rows:          # sampled mistakes scatter around the expected ones (a sum of Bernoulli draws)

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 
+from figure_check import assert_figure
 from onlinepg.experiments import per_sample, per_sample_mixture as psm, run_experiment
 from onlinepg.schedule import Schedule
 
@@ -53,6 +54,8 @@ def test_model_gaps_of_a_non_learning_start_and_of_a_direct_simulation():
 
 def test_the_right_engine_passes_every_check(tmp_path):
     ctx = run_experiment("per-sample-mixture", "small", tmp_path / "ok", log=lambda *_: None)
+    assert [p.name for p in ctx.figures] == ["per-sample-mixture.png"]
+    assert_figure(ctx.figures[0], min_size=(400, 250))
     assert _verdict(ctx) == {"mixture_per_sample": True, "best_of_m_additive_aic4": True,
                              "mixture_pg_multiplicative_aic4": True}
 

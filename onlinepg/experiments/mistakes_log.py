@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .common import fit_slope, markdown_table, mean_over_seeds
+from .common import fit_slope, markdown_table, mean_over_seeds, pyplot
 from .mistakes import CONTROL, horizon, instances
 
 ARMS = {"pg_uniform": {}, "control": CONTROL}
@@ -77,5 +77,24 @@ def run(ctx):
     ctx.notes.append(f"The law as measured: M(H) = c·(1 − 1/k)·(k^N/γ²)·(1 + ln(Hγ²/k^N)) with c from {Rmin:.2f} "
                      f"to {Rmax:.2f} over the grid (mean {np.mean([r['R'] for r in pg]):.2f}); expected and "
                      "sampled mistakes agree (both columns).")
+    _plot(ctx, pg, (lo, hi))
     ctx.write(markdown_table(agg, ["arm", "k", "N", "gamma", "k_N_over_gamma2", "mistakes_expected",
                                    "mistakes_sampled", "R", "seeds"]), list(slopes.values()))
+
+
+def _plot(ctx, pg, band):
+    """R' of every instance against k^N/γ², one marker per k, the registered band shaded."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.axhspan(*band, color="0.9", label=f"registered band [{band[0]}, {band[1]}]")
+    for k, marker in zip(sorted({r["k"] for r in pg}), "os^Dv"):
+        rows = sorted((r for r in pg if r["k"] == k), key=lambda r: r["k_N_over_gamma2"])
+        ax.plot([r["k_N_over_gamma2"] for r in rows], [r["R"] for r in rows], marker, label=f"k = {k}")
+    ax.set_xscale("log")
+    ax.set_ylim(0, band[1] * 1.3)
+    ax.set_xlabel("k^N/γ² (exact γ)")
+    ax.set_ylabel("R' = M(H) / ((1 − 1/k)·(k^N/γ²)·(1 + ln(Hγ²/k^N)))")
+    ax.set_title("PG with uniform behaviour: total mistakes against the law with its log factor", fontsize=9)
+    ax.legend(fontsize=8)
+    ctx.figure(fig, "mistakes-log")
+    plt.close(fig)

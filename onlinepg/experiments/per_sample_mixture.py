@@ -22,7 +22,7 @@ import numpy as np
 
 from ..schedule import Schedule
 from .barrier_zero import likelihood_after_updates
-from .common import markdown_table
+from .common import markdown_table, pyplot
 from .per_sample import (_stream_group_rounds, _traced_group_queries, _tracked, first_group_round, instance,
                          random_iterate_gap)
 from .queries import fit_laws
@@ -108,7 +108,7 @@ def run(ctx):
                     f"≥ {p['min_delta_aic']} (the queries experiment's threshold)",
                     "the other arm follows the other law, so the same comparison comes out the other way there")
     m = math.ceil(p["m_factor"] / alphas.min())
-    points = []
+    points, curves = [], {}
     with ctx.stage(f"fixed-mixture PG and best-of-m (m = {m}) on the staircase base"):
         for seed, (arm, over) in itertools.product(ctx.seeds, ARMS.items()):
             T = Tm if arm == "mixture_pg" else p["rounds"]
@@ -120,6 +120,7 @@ def run(ctx):
             _, folder = ctx.run_arm(arm, {}, seed, run_over)
             ev, lik = _tracked(folder, M)
             if arm == "mixture_pg":
+                curves[seed] = (ev, lik)
                 for h in range(G):
                     gap = random_iterate_gap(ev, lik, alphas[group] >= alphas[h])
                     for i in at:
@@ -136,6 +137,7 @@ def run(ctx):
                 points.append({"arm": arm, "seed": seed, "alpha": float(alphas[g]), "eps": e,
                                "queries_gamma2": None if q is None else q / (float(np.sum(group == g)) * N)})
     _verdicts(ctx, p, rounds, at, logG, band, points, G)
+    _plot(ctx, p, rounds, gaps, norm, curves)
     ctx.write(markdown_table([r for r in ctx.rows], ["arm", "seed", "alpha", "T", "G", "G_model"]) + "\n\n" +
               markdown_table(points, ["arm", "seed", "alpha", "eps", "queries_gamma2"]))
 
@@ -176,3 +178,30 @@ def _verdicts(ctx, p, rounds, at, logG, band, points, G):
                     f"ΔAIC = {delta:.2f} (AIC {law} {f[law]['aic']:.2f}, {other} {f[other]['aic']:.2f}; "
                     f"{f[law]['n']} (α, ε) cells)")
 
+
+
+def _plot(ctx, p, rounds, gaps, norm, curves):
+    """G(T) of the fixed-mixture arm per threshold, every seed, against the model's median and 5–95 % band."""
+    plt = pyplot()
+    alphas = np.asarray(p["alphas"], float)
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    colours = plt.get_cmap("viridis")(np.linspace(0, 0.85, len(alphas)))
+    _, group = instance(ctx)
+    keep = rounds > 0
+    for h, c in enumerate(colours):
+        G = gaps[:, :, h] * norm[h] * rounds
+        lo, mid, hi = np.quantile(G[:, keep], [0.05, 0.5, 0.95], axis=0)
+        ax.fill_between(rounds[keep], lo, hi, color=c, alpha=0.2, lw=0)
+        ax.plot(rounds[keep], mid, ":", color=c, lw=1)
+        for n, (ev, lik) in enumerate(curves.values()):
+            gap = random_iterate_gap(ev, lik, alphas[group] >= alphas[h])
+            ax.plot(ev[1:], (gap * norm[h] * ev)[1:], "-", color=c, lw=1,
+                    label=f"base likelihood ≥ {alphas[h]:g}" if n == 0 else None)
+    ax.plot([], [], "k:", lw=1, label="the exact model (median, 5–95 %)")
+    ax.set_xscale("log")
+    ax.set_xlabel("round T")
+    ax.set_ylabel("G = gap·π_α·α_b·γ²·T")
+    ax.set_title("Fixed-mixture PG: the per-sample gap, engine (lines) and model (bands)", fontsize=9)
+    ax.legend(fontsize=7)
+    ctx.figure(fig, "per-sample-mixture")
+    plt.close(fig)

@@ -38,10 +38,10 @@ from .trace import PartWriter, run_metadata, write_json
 
 EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np.float64,
                "mean_loglik_star": np.float64, **{c: (np.float64 if c == "mistakes_expected" else np.int64)
-                                                  for c in COUNTERS}}
-EVAL_SCHEMA.update({"crossover_k": np.int64, "delta_se": np.float64, "support_preserved": np.float64,
-                    "support_shrunk": np.float64, "support_expanded": np.float64, "srr": np.float64,
-                    "ndr": np.float64, "entropy_ystar": np.float64})
+                                                  for c in COUNTERS},
+               "crossover_k": np.int64, "delta_se": np.float64, "support_preserved": np.float64,
+               "support_shrunk": np.float64, "support_expanded": np.float64, "srr": np.float64, "ndr": np.float64,
+               "entropy_ystar": np.float64}
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
 PASSK_SCHEMA = {"round": np.int64, "k": np.int64, "pass_at_k": np.float64, "base_pass_at_k": np.float64}
@@ -101,23 +101,23 @@ class Evaluator:
     RLVR practice against the base (docs/theory.md §3.5): pass@k on the ``run.pass_k`` grid (``passk/``), the
     crossover k*, ΔSE and the support kept, lost and gained (``eval/``)."""
 
-    def __init__(self, policy, test, tracked, base_w=None, run=None):
+    def __init__(self, policy, test, tracked, base_w, run):
         """``policy``: the run's policy (its feature map); the test set and the tracked contexts are fixed, so they
         are checked once here (``Policy.scorer``), not at every evaluation. ``base_w``: the base's weights, scored
-        once; ``run``: the run spec (its pass@k grid and support threshold)."""
+        once; ``run``: the run spec (its pass@k grid, ΔSE's K, the support threshold, the entropy's contexts)."""
         self.test, self.tracked = test, tracked
         self.err_sum = 0.0
         self.count = 0
         self._score_test = policy.scorer(test.X, test.J, test.Ystar)
-        self.ks = np.asarray(run.pass_k if run is not None else [1.0], np.float64)
-        self._ks_se = np.array([1.0, float(run.delta_se_k if run is not None else 1)])
-        self._log_eps = math.log(-math.log(run.support_zeta) / run.support_k) if run is not None else 0.0
-        self.base_ll = self._score_test(base_w if base_w is not None else policy.w)
+        self.ks = np.asarray(run.pass_k, np.float64)
+        self._log_eps = math.log(-math.log(run.support_zeta) / run.support_k)
+        self.base_ll = self._score_test(base_w)
         self.base_pass = np.empty(len(self.ks))
         K.pass_at_k(self.base_ll, self.ks, self.base_pass)
-        self._base_se = np.empty(2)
-        K.pass_at_k(self.base_ll, self._ks_se, self._base_se)
-        n = min(run.entropy_contexts, len(test.J)) if run is not None else 0
+        base_se = np.empty(1)
+        K.pass_at_k(self.base_ll, np.array([float(run.delta_se_k)]), base_se)
+        self._base_pass_se = float(base_se[0])
+        n = min(run.entropy_contexts, len(test.J))
         self._ent = (np.ascontiguousarray(test.X[:n]), np.ascontiguousarray(test.J[:n]),
                      np.ascontiguousarray(test.Ystar[:n]), np.empty(n),
                      policy.features.kernels.entropy_batch if n else None)   # parallel even for few rows: each
@@ -126,7 +126,7 @@ class Evaluator:
             self._score_tracked = policy.scorer(tracked.X, tracked.J, tracked.Ystar)
             self._tracked_ids = {"tracked_id": np.arange(len(tracked.J)), "context_id": tracked.J.astype(np.int64)}
 
-    def __call__(self, policy, round_, counters, eval_w, passk_w=None):
+    def __call__(self, policy, round_, counters, eval_w, passk_w):
         ll = self._score_test(policy.w)
         err = float(1.0 - np.exp(ll).mean())
         self.err_sum += err
@@ -134,38 +134,36 @@ class Evaluator:
         row = {"round": [round_], "test_error": [err], "test_error_avg": [self.err_sum / self.count],
                "mean_loglik_star": [float(ll.mean())]}
         row.update({name: [counters[i]] for i, name in enumerate(COUNTERS)})
-        row.update({key: [value] for key, value in self.practice(ll, policy).items()})
+        practice, pass_k = self._practice(ll, err, policy)
+        row.update({key: [value] for key, value in practice.items()})
         eval_w.append(row)
-        if passk_w is not None:
-            passk_w.append({"round": np.full(len(self.ks), round_), "k": self.ks.astype(np.int64),
-                            "pass_at_k": self._pass, "base_pass_at_k": self.base_pass})
+        passk_w.append({"round": np.full(len(self.ks), round_), "k": self.ks.astype(np.int64),
+                        "pass_at_k": pass_k, "base_pass_at_k": self.base_pass})
         return err
 
-    def practice(self, ll, policy):
-        """The eval row's RLVR metrics of log-likelihoods ``ll`` (and ``self._pass``, pass@k on the grid): the
-        crossover k* — the smallest grid k at which the base's pass@k exceeds the policy's, 0 if the policy
+    def _practice(self, ll, err, policy):
+        """The eval row's RLVR metrics of log-likelihoods ``ll`` (test error ``err``), and pass@k on the grid:
+        the crossover k* — the smallest grid k at which the base's pass@k exceeds the policy's, 0 if the policy
         does not lead at the grid's first k, −1 if it leads on the whole grid —, ΔSE = base pass@K − policy
-        pass@1 (K = run.delta_se_k), and the support fractions with SRR = kept/(kept + lost) (1 when the base's
-        support is empty) and NDR = gained/(kept + gained) (0 when the policy's is), and the mean per-token entropy
-        of the policy along y*'s prefixes over the first run.entropy_contexts test contexts (nats)."""
-        self._pass = np.empty(len(self.ks))
-        K.pass_at_k(ll, self.ks, self._pass)
-        se = np.empty(2)
-        K.pass_at_k(ll, self._ks_se, se)
-        if not self._pass[0] > self.base_pass[0]:
+        pass@1 (K = run.delta_se_k; pass@1 = 1 − err), the support fractions with SRR = kept/(kept + lost) (1
+        when the base's support is empty) and NDR = gained/(kept + gained) (0 when the policy's is), and the mean
+        per-token entropy of the policy along y*'s prefixes over the first run.entropy_contexts test contexts."""
+        pass_k = np.empty(len(self.ks))
+        K.pass_at_k(ll, self.ks, pass_k)
+        if not pass_k[0] > self.base_pass[0]:
             cross = 0
         else:
-            over = np.flatnonzero(self.base_pass > self._pass)
+            over = np.flatnonzero(self.base_pass > pass_k)
             cross = int(self.ks[over[0]]) if len(over) else -1
         kept, lost, gained = K.support_fractions(self.base_ll, ll, self._log_eps)
         X, J, Y, ent, kernel = self._ent
         if kernel is not None:
             kernel(policy.features.fm, policy.w, X, J, Y, ent)
-        return {"crossover_k": cross, "delta_se": float(self._base_se[1] - se[0]), "support_preserved": kept,
+        return {"crossover_k": cross, "delta_se": self._base_pass_se - (1.0 - err), "support_preserved": kept,
                 "support_shrunk": lost, "support_expanded": gained,
                 "srr": kept / (kept + lost) if kept + lost > 0 else 1.0,
                 "ndr": gained / (kept + gained) if kept + gained > 0 else 0.0,
-                "entropy_ystar": float(ent.mean()) / policy.features.N if kernel is not None else 0.0}
+                "entropy_ystar": float(ent.mean()) / policy.features.N if kernel is not None else 0.0}, pass_k
 
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""

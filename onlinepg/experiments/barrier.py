@@ -36,12 +36,17 @@ def predicted_slope(p_tok, k, Ns):
     return float(np.polyfit(np.asarray(Ns, float), y, 1)[0])
 
 
+def require_base_above_uniform(name, p_tok, k):
+    """Refuse p_tok ≤ 1/k: the uniform half of the exploration mixture would then set the rate, not the base."""
+    if not p_tok > 1.0 / k:
+        raise ConfigError(f"{name}: p_tok must exceed 1/k = {1 / k:.4g} (else the uniform half of the exploration "
+                          f"mixture sets the rate), got {p_tok}")
+
+
 def run(ctx):
     p = ctx.params
     k = ctx.shared.task.k
-    if not p["p_tok"] > 1.0 / k:
-        raise ConfigError(f"barrier: p_tok must exceed 1/k = {1 / k:.4g} (else the uniform half of the exploration "
-                          f"mixture sets the rate), got {p['p_tok']}")
+    require_base_above_uniform("barrier", p["p_tok"], k)
     pred = predicted_slope(p["p_tok"], k, p["N"])
     ctx.predict("orm_exponential", "ORM best-of-m: slope of log(queries to error ε) against N",
                 f"{pred:.3f} per token (log 1/½(p^N + k^−N) over N = {p['N']}; log k = {math.log(k):.3f})",

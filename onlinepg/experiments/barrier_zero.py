@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from .barrier import mixture_mass, predicted_slope, require_base_above_uniform
 from .common import fit_slope, first_reaching, markdown_table, mean_over_seeds, pyplot
 
 ARMS = {"onpolicy": ({"algo.name": "pg", "algo.behaviour": "policy"}, "orm_queries"),
@@ -46,11 +46,6 @@ def likelihood_after_updates(k, N, floor, z0=0.0, most=None):
             return np.array(out)
         gsq = N * (1.0 - s) ** 2 * k / (k - 1)
         z += (1.0 - s) * k / (k - 1) / (4.0 + 2.0 * gsq)
-
-
-def mixture_mass(p_tok, k, N):
-    """Mass of ½q₀ + ½Unif on y* when q₀ puts p_tok on every correct token."""
-    return 0.5 * (p_tok ** N + float(k) ** -N)
 
 
 def visit_costs(arm, P, a, m):
@@ -138,15 +133,13 @@ def run(ctx):
     from ..config import margin_contexts
     p = ctx.params
     k = ctx.shared.task.k
-    if not p["p_tok"] > 1.0 / k:
-        raise ConfigError(f"barrier-zero: p_tok must exceed 1/k = {1 / k:.4g} (else the uniform half of the "
-                          f"exploration mixture sets best-of-m's rate), got {p['p_tok']}")
+    require_base_above_uniform("barrier-zero", p["p_tok"], k)
     gamma = ctx.shared.task.gamma
     M_of = {N: margin_contexts("cells", k, N, 0, gamma) for N in p["N"]}
     S = len(ctx.seeds)
     model = _model(p, k, M_of)
     tol = {arm: 3.0 * model[arm]["slope_sd"] / math.sqrt(S) + p["slope_margin"] for arm in MODELLED}
-    mix = float(np.polyfit(p["N"], [-math.log(mixture_mass(p["p_tok"], k, N)) for N in p["N"]], 1)[0])
+    mix = predicted_slope(p["p_tok"], k, p["N"])
     ctx.predict("onpolicy_kN", "on-policy ORM from w = 0: slope of log(queries/M) to error ε against N (mean of "
                 "the per-seed fits)", f"{model['onpolicy']['slope']:.3f} per token, the model's (log k = "
                 f"{math.log(k):.3f}: each context waits for a k^−N chance)",

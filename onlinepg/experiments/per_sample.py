@@ -143,13 +143,7 @@ def run(ctx):
                     ctx.record(arm, {"alpha": float(alphas[g]), "eps": eps}, seed, queries=q, reached=q is not None,
                                queries_gamma2=None if q is None else q / inv_g2,
                                additive_units=(1 / alphas[g] + 1 / eps))
-    fits = {}
-    for arm in EXPECTED:
-        pts = [r for r in ctx.rows if r["arm"] == arm and r["eps"] is not None]
-        cells = sorted({(r["alpha"], r["eps"]) for r in pts})
-        keep = [(a, e, np.mean([r["queries_gamma2"] for r in pts if (r["alpha"], r["eps"]) == (a, e)]))
-                for a, e in cells if all(r["reached"] for r in pts if (r["alpha"], r["eps"]) == (a, e))]
-        fits[arm] = fit_laws(*zip(*keep)) if len(keep) >= 4 else None
+    fits = {arm: law_fit([r for r in ctx.rows if r["arm"] == arm and r["eps"] is not None]) for arm in EXPECTED}
     _verdicts(ctx, p, fits)
     _plot(ctx, p, curves, pi, gamma2)
     gap_rows = [r for r in ctx.rows if r["eps"] is None]
@@ -157,6 +151,28 @@ def run(ctx):
     ctx.write(markdown_table(gap_rows, ["arm", "seed", "alpha", "pi", "rounds", "gap_final", "G_final", "G_max"]) +
               "\n\n" + markdown_table(q_rows, ["arm", "seed", "alpha", "eps", "queries", "queries_gamma2",
                                                "additive_units"]))
+
+
+def law_fit(points):
+    """``queries.fit_laws`` over the (α, ε) cells of ``points`` — rows with alpha, eps and queries_gamma2 (None where
+    that seed never reached 1 − ε) — that every seed reached, each at its seeds' mean; None with fewer than 4."""
+    keep = []
+    for a, e in sorted({(r["alpha"], r["eps"]) for r in points}):
+        q = [r["queries_gamma2"] for r in points if (r["alpha"], r["eps"]) == (a, e)]
+        if all(x is not None for x in q):
+            keep.append((a, e, np.mean(q)))
+    return fit_laws(*zip(*keep)) if len(keep) >= 4 else None
+
+
+def law_verdict(ctx, name, law, fit, min_delta_aic):
+    """Check ``name``: the ``law`` ('additive' or 'multiplicative') beats the other by ΔAIC ≥ ``min_delta_aic``."""
+    other = "multiplicative" if law == "additive" else "additive"
+    if fit is None:
+        ctx.verdict(name, False, "fewer than 4 (α, ε) cells reached 1 − ε on every seed: no fit")
+        return
+    delta = fit[other]["aic"] - fit[law]["aic"]
+    ctx.verdict(name, delta >= min_delta_aic, f"ΔAIC = {delta:.2f} (AIC {law} {fit[law]['aic']:.2f}, {other} "
+                f"{fit[other]['aic']:.2f}; {fit[law]['n']} (α, ε) cells)")
 
 
 def _stream_group_rounds(ctx, seed, group, G, rounds, at):
@@ -178,15 +194,7 @@ def _verdicts(ctx, p, fits):
                 f"best-of-m's largest G = {worst['G_max']:.3g} (α = {worst['alpha']:g}, seed {worst['seed']}); the "
                 "control's final G (lowest over seeds): " + ", ".join(f"α={a:g}: {g:.3g}" for a, g in ctl_min.items()))
     for arm, law in EXPECTED.items():
-        other = "multiplicative" if law == "additive" else "additive"
-        f = fits[arm]
-        if f is None:
-            ctx.verdict(f"{arm}_{law}", False, "fewer than 4 (α, ε) cells reached 1 − ε on every seed: no fit")
-            continue
-        delta = f[other]["aic"] - f[law]["aic"]
-        ctx.verdict(f"{arm}_{law}", delta >= p["min_delta_aic"],
-                    f"ΔAIC = {delta:.2f} (AIC {law} {f[law]['aic']:.2f}, {other} {f[other]['aic']:.2f}; "
-                    f"{f[law]['n']} (α, ε) cells)")
+        law_verdict(ctx, f"{arm}_{law}", law, fits[arm], p["min_delta_aic"])
     finals = [r["gap_final"] for r in bom]
     ctx.notes.append(f"best-of-m's final gap ranges from {min(finals):.3g} to {max(finals):.3g} over the thresholds: with "
                      "m ≥ m_factor/min α a round finds y* on a context of any group, so counted in rounds the gap hardly "

@@ -24,8 +24,7 @@ from ..schedule import Schedule
 from .barrier_zero import likelihood_after_updates
 from .common import markdown_table, pyplot
 from .per_sample import (_stream_group_rounds, _traced_group_queries, _tracked, first_group_round, instance,
-                         random_iterate_gap)
-from .queries import fit_laws
+                         law_fit, law_verdict, random_iterate_gap)
 
 ARMS = {"mixture_pg": {"algo.name": "pg", "algo.behaviour": "mixture"}, "best_of_m": {"algo.name": "best_of_m"}}
 EXPECTED = {"best_of_m": "additive", "mixture_pg": "multiplicative"}
@@ -163,21 +162,8 @@ def _verdicts(ctx, p, rounds, at, logG, band, points, G):
     ctx.verdict("mixture_per_sample", ok, f"G at T = {T} (geometric mean over seeds): {', '.join(final)}; largest "
                 f"deviation {worst[0]:.2f} of its band ({worst[1]})")
     for arm, law in EXPECTED.items():
-        other = "multiplicative" if law == "additive" else "additive"
-        pts = [r for r in points if r["arm"] == arm]
-        cells = sorted({(r["alpha"], r["eps"]) for r in pts})
-        keep = [(a, e, np.mean([r["queries_gamma2"] for r in pts if (r["alpha"], r["eps"]) == (a, e)]))
-                for a, e in cells if all(r["queries_gamma2"] is not None for r in pts
-                                         if (r["alpha"], r["eps"]) == (a, e))]
-        if len(keep) < 4:
-            ctx.verdict(f"{arm}_{law}_aic4", False, "fewer than 4 (α, ε) cells reached 1 − ε on every seed: no fit")
-            continue
-        f = fit_laws(*zip(*keep))
-        delta = f[other]["aic"] - f[law]["aic"]
-        ctx.verdict(f"{arm}_{law}_aic4", delta >= p["min_delta_aic"],
-                    f"ΔAIC = {delta:.2f} (AIC {law} {f[law]['aic']:.2f}, {other} {f[other]['aic']:.2f}; "
-                    f"{f[law]['n']} (α, ε) cells)")
-
+        law_verdict(ctx, f"{arm}_{law}_aic4", law, law_fit([r for r in points if r["arm"] == arm]),
+                    p["min_delta_aic"])
 
 
 def _plot(ctx, p, rounds, gaps, norm, curves):

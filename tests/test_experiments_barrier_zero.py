@@ -10,6 +10,7 @@ import pytest
 import onlinepg
 from onlinepg.experiments import barrier_zero, run_experiment
 from figure_check import assert_figure
+from verdicts import verdicts as _verdict
 
 
 @pytest.mark.parametrize("algo", [{"name": "best_of_m", "m": 64}, {"name": "pg", "behaviour": "policy"}])
@@ -76,10 +77,6 @@ WRONG = {   # the wrong engine each check must catch, as the options an arm woul
 }
 # the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
 CAUGHT = set().union(*(caught for *_, caught in WRONG.values())) | {"prm_polynomial"}
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
 
 
 def test_the_right_engine_passes_every_check(tmp_path):

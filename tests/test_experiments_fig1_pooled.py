@@ -1,7 +1,6 @@
 """fig1-pooled: every registered check against the wrong engine it is meant to catch — the right engine PASSes
 every check at the small scale; each wrong variant (a test-only step kernel, or an arm's options swapped at the
 Python layer) FAILs the checks that name it — and the bootstrap interval against a direct computation."""
-import json
 
 import numpy as np
 import pytest
@@ -9,10 +8,7 @@ import pytest
 from onlinepg.experiments import fig1_pooled, run_experiment
 from figure_check import assert_figure
 from wrong_steps import wrong_fused_step
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+from verdicts import verdicts as _verdict
 
 
 def test_bootstrap_resamples_seeds():

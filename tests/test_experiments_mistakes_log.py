@@ -1,16 +1,12 @@
 """mistakes-log: the law's shape, and every registered check against the wrong engine it is meant to catch (an
 arm's options swapped at the Python layer); the right engine PASSes every check at the small scale."""
-import json
 import math
 
 import pytest
 
 from figure_check import assert_figure
 from onlinepg.experiments import mistakes_log, run_experiment
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+from verdicts import verdicts as _verdict
 
 
 def test_law_and_its_slope():

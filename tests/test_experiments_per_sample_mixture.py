@@ -1,6 +1,5 @@
 """per-sample-mixture: the model's pieces, and every registered check against the wrong engine it is meant to
 catch (an arm's options swapped at the Python layer); the right engine PASSes every check at the small scale."""
-import json
 import types
 
 import numpy as np
@@ -9,10 +8,7 @@ import pytest
 from figure_check import assert_figure
 from onlinepg.experiments import per_sample, per_sample_mixture as psm, run_experiment
 from onlinepg.schedule import Schedule
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+from verdicts import verdicts as _verdict
 
 
 def test_eval_rounds_are_the_schedules():

@@ -1,14 +1,10 @@
 """pretrain-tail and pretrain-prm at --scale small: each runs end to end, writes its outputs, and shows what a small
 run can honestly show."""
-import json
 import math
 
 from onlinepg.experiments import run_experiment
 from test_experiments import _outputs_ok
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
+from verdicts import verdicts as _verdict
 
 
 def test_pretrain_tail(tmp_path):

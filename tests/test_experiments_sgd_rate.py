@@ -10,6 +10,7 @@ import pytest
 
 from onlinepg.experiments import run_experiment, sgd_rate
 from figure_check import assert_figure
+from verdicts import verdicts as _verdict
 
 
 def _brute_floor(k, N, M, eps, steps=400):
@@ -46,10 +47,6 @@ WRONG = {   # the wrong engine each check must catch: the rule an arm would real
 # the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
 CAUGHT = set().union(*(caught for _, caught in WRONG.values()))
 WRONG_ARM = {"adaptive_is_quarter": "adaptive", "quarter_is_adaptive": "quarter", "adaptive_pays_N": "adaptive"}
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
 
 
 def test_the_right_engine_passes_every_check(tmp_path):

@@ -1,7 +1,6 @@
 """token-lq-exact: the model's pieces against the engine and against direct draws, and every registered check
 against the wrong engine it is meant to catch (swapped in at the Python layer: the options an arm or a base runs
 with); the right engine PASSes every check at the small scale."""
-import json
 import math
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import onlinepg
 from onlinepg.experiments import run_experiment, token_lq_exact as tq
 from figure_check import assert_figure
+from verdicts import verdicts as _verdict
 
 
 def test_gap_step_is_the_engines_update_from_a_bottleneck_base(tmp_path):
@@ -55,10 +55,6 @@ def test_search_cost_and_base_profiles():
     assert np.prod(q) == pytest.approx(0.03) and q[2] == pytest.approx(0.03 / 0.97 ** 3)
     assert np.prod(tq.base_token_probs("flat", 0.03, 4, 0.97, 2)) == pytest.approx(0.03)
     assert tq.search_cost(np.array([0.5, 0.5]), 2) == pytest.approx(4.0)
-
-
-def _verdict(ctx):
-    return {c["name"]: c["passed"] for c in json.loads((ctx.out / "verdict.json").read_text())["checks"]}
 
 
 def test_the_right_engine_passes_every_check(tmp_path):

@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .barrier import mixture_mass, predicted_slope, require_base_above_uniform
-from .common import fit_slope, first_reaching, markdown_table, mean_over_seeds, pyplot
+from .common import first_reaching, fit_slope, markdown_table, mean_over_seeds, model_band, pyplot
 
 ARMS = {"onpolicy": ({"algo.name": "pg", "algo.behaviour": "policy"}, "orm_queries"),
         "best_of_m": ({"algo.name": "best_of_m"}, "orm_queries"),
@@ -138,7 +138,7 @@ def run(ctx):
     M_of = {N: margin_contexts("cells", k, N, 0, gamma) for N in p["N"]}
     S = len(ctx.seeds)
     model = _model(p, k, M_of)
-    tol = {arm: 3.0 * model[arm]["slope_sd"] / math.sqrt(S) + p["slope_margin"] for arm in MODELLED}
+    tol = {arm: model_band(model[arm]["slope_sd"], S, p["slope_margin"]) for arm in MODELLED}
     mix = predicted_slope(p["p_tok"], k, p["N"])
     ctx.predict("onpolicy_kN", "on-policy ORM from w = 0: slope of log(queries/M) to error ε against N (mean of "
                 "the per-seed fits)", f"{model['onpolicy']['slope']:.3f} per token, the model's (log k = "
@@ -205,7 +205,7 @@ def _verdicts(ctx, p, k, model, tol, S):
         for N in p["N"]:
             got = [math.log(r["queries"]) for r in rows if r["arm"] == arm and r["N"] == N and r["reached"]]
             mu = float(model[arm]["logs"][N].mean())
-            band = 3.0 * float(model[arm]["logs"][N].std(ddof=1)) / math.sqrt(S) + math.log(p["level_margin"])
+            band = model_band(float(model[arm]["logs"][N].std(ddof=1)), S, math.log(p["level_margin"]))
             dev = (float(np.mean(got)) - mu) if got else math.inf
             ok &= abs(dev) <= band
             parts.append(f"{arm} N={N}: {dev:+.3f} (band ±{band:.3f})")

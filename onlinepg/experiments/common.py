@@ -306,6 +306,12 @@ def fit_slope(x, y, seeds, label, theory, log_x=True):
             "per_seed": slopes.tolist()}
 
 
+def model_band(sd, seeds, margin):
+    """The tolerance of a check against a model: 3 standard deviations of a ``seeds``-seed mean of a quantity
+    whose per-seed standard deviation under the model is ``sd``, plus ``margin`` (what the model leaves out)."""
+    return 3.0 * sd / math.sqrt(seeds) + margin
+
+
 def first_reaching(run_folder, eps, column):
     """The counter ``column`` at the first evaluation whose test error ≤ eps (None if never)."""
     ev = read_table(pathlib.Path(run_folder) / "eval").to_pydict()

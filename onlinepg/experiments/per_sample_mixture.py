@@ -22,7 +22,7 @@ import numpy as np
 
 from ..schedule import Schedule
 from .barrier_zero import likelihood_after_updates
-from .common import markdown_table, pyplot
+from .common import markdown_table, model_band, pyplot
 from .per_sample import (_stream_group_rounds, _traced_group_queries, _tracked, first_group_round, instance,
                          law_fit, law_verdict, random_iterate_gap)
 
@@ -90,7 +90,7 @@ def run(ctx):
     norm = pi * ab * gamma2
     logG = {(i, h): np.log(gaps[:, i, h] * norm[h] * rounds[i]) for i in at for h in range(G)}
     S = len(ctx.seeds)
-    band = {key: 3.0 * float(v.std(ddof=1)) / math.sqrt(S) + math.log(p["margin"]) for key, v in logG.items()}
+    band = {key: model_band(float(v.std(ddof=1)), S, math.log(p["margin"])) for key, v in logG.items()}
     ctx.predict("mixture_per_sample", "fixed-mixture PG: G = gap·π_α·α_b·γ²·T (α_b = ½(α_g + k^−N), the behaviour's "
                 "mass on y*; gap = 1 − the random iterate's mean likelihood on the contexts with base likelihood ≥ "
                 f"α_g), every threshold α_g = {p['alphas']}, at T = {', '.join(str(int(rounds[i])) for i in at)}; "

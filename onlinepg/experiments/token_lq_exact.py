@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .common import first_reaching, markdown_table, mean_over_seeds, pyplot
+from .common import first_reaching, markdown_table, mean_over_seeds, model_band, pyplot
 
 ARMS = {"orm_best_of_m": ({"algo.name": "best_of_m"}, "orm_queries"),
         "prm_explore": ({"algo.name": "pg_process", "algo.variant": "explore"}, "prm_queries")}
@@ -134,7 +134,7 @@ def run(ctx):
         lb, lf = model[arm, "bottleneck", alpha], model[arm, "flat", alpha]
         mu = float(lb.mean() - lf.mean())
         sd = math.sqrt(lb.var(ddof=1) + lf.var(ddof=1))
-        return mu, 3.0 * sd / math.sqrt(S) + math.log(p["margin"])
+        return mu, model_band(sd, S, math.log(p["margin"]))
 
     pred = {(arm, alpha): ratio_band(arm, alpha) for arm in ARMS for alpha in p["alpha"]}
     fmt = lambda arm: ", ".join(f"α={a:g}: {math.exp(pred[arm, a][0]):.3f} (×/÷ {math.exp(pred[arm, a][1]):.2f})"  # noqa: E731
@@ -201,7 +201,7 @@ def _verdicts(ctx, p, model, pred, S):
     ok, worst = True, (0.0, "")
     for (arm, base, alpha), logs in model.items():
         got = _mean_log(rows, arm, base, alpha)
-        band = 3.0 * float(logs.std(ddof=1)) / math.sqrt(S) + math.log(p["margin"])
+        band = model_band(float(logs.std(ddof=1)), S, math.log(p["margin"]))
         dev = math.inf if got is None else got - float(logs.mean())
         ok &= abs(dev) <= band
         if abs(dev) / band >= worst[0]:

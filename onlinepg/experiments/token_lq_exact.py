@@ -173,10 +173,11 @@ def run(ctx):
 
 
 def _mean_log(rows, arm, base, alpha):
-    got = [math.log(r["queries"]) for r in rows if r["arm"] == arm and r["base"] == base and r["alpha"] == alpha
-           and r["reached"] and r["queries"]]
-    return float(np.mean(got)) if len(got) == len([r for r in rows if r["arm"] == arm and r["base"] == base
-                                                   and r["alpha"] == alpha]) else None
+    """The seeds' mean of log queries of one cell, or None if a seed missed ε."""
+    cell = [r for r in rows if (r["arm"], r["base"], r["alpha"]) == (arm, base, alpha)]
+    if not all(r["reached"] and r["queries"] for r in cell):
+        return None
+    return float(np.mean([math.log(r["queries"]) for r in cell]))
 
 
 def _verdicts(ctx, p, model, pred, S):

@@ -72,7 +72,42 @@ def pg_step_section(quick, log):
                      + f". Gradient agreement: NumPy {gc['numpy_max_abs_err_over_max']:.1e}"
                      + (f", PyTorch {gc['torch_max_abs_err_over_max']:.1e}" if "torch_max_abs_err_over_max" in gc
                         else "") + " (max|Δ| / max|g|).")
+    grpo_rows(sec, p, quick, reps, warm, log)
     return sec
+
+
+def grpo_rows(sec, p, quick, reps, warm, log):
+    """Section 1's GRPO rows: the GRPO family's step (docs/theory.md §4.9) at the same shape, onlinepg against a
+    TRL-style PyTorch step, interleaved as the PG rows (no target: reported)."""
+    from . import kernels as KB
+    from . import peers_torch
+    G, mu, beta = 8, 2, 0.04
+    q = KB.grpo_problem(p, G)
+    err = KB.check_grpo_gradients(q, peers_torch, G)
+    impls = {"onlinepg": KB.OnlineGRPO(q["X"], q["Ystar"], q["w0"], 4, G=G, mu=mu, beta=beta)}
+    if peers_torch.HAVE_TORCH:
+        impls["torch"] = peers_torch.TorchGRPO(q["X"], q["Ystar"], q["w0"], 5, KB.LR, threads=2, G=G, mu=mu,
+                                               beta=beta)
+    log(f"[1] GRPO step: {', '.join(impls)}; {reps} interleaved rounds")
+    times, acc, _, _ = KB.measure(impls, reps, warm)
+    med = {key: statistics.median(v) for key, v in times.items()}
+    B, N = q["Ystar"].shape
+    what = (f"GRPO step (G = {G}, μ = {mu} updates, β = {beta}, ε 0.2/0.28, token-mean loss, Adagrad 0.1): ")
+    for key, name in (("onlinepg", "onlinepg (Numba, float64)"),
+                      ("torch", "PyTorch CPU, TRL GRPOTrainer-style (float32, 2 threads)")):
+        if key not in impls:
+            sec.add(what + name, skipped=peers_torch.SKIP_MESSAGE.removeprefix("skipped (").removesuffix(")"))
+            continue
+        m = med[key]
+        ratio = m / med["onlinepg"]
+        sec.add(what + name, f"{1e3 * m:.2f} ms/step · {B * N / m:.3g} tokens/s",
+                "" if key == "onlinepg" else f"onlinepg {ratio:.1f}× faster", "", "",
+                note=f"min..max {1e3 * min(times[key]):.1f}..{1e3 * max(times[key]):.1f} ms",
+                data=dict(median_s=m, samples_s=times[key], success=acc[key], ratio=ratio))
+    sec.notes.append("GRPO rows: B/G contexts × G samples of the same problem; first-iteration gradient agreement "
+                     + (f"{err:.1e} (max|Δ| / max|g|, PyTorch float32)" if err is not None else "not checked (no "
+                        "torch)") + "; the KL, clip and later iterations are checked against NumPy in "
+                     "tests/test_kernels_grpo.py.")
 
 
 def run_section(number, quick, log):

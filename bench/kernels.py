@@ -96,8 +96,8 @@ class OnlinePG:
         """The fused step: sample (streams keyed by (seed, step·B + b), so the same step draws the same responses
         whatever the threads), reward, baseline and gradient in one kernel call."""
         self.g[:] = 0.0
-        self.kernel(self.fm, self.w, self.X, self.J, self.Ystar, self.params, self.seed, self.t * self.Y.shape[0],
-                    self.out, self.g)
+        self.kernel(self.fm, self.w, self.w0, self.X, self.J, self.Ystar, self.params, self.seed,
+                    self.t * self.Y.shape[0], 0, self.out, self.g)
 
     def update(self):
         K.apply_update(K.ADAGRAD, self.w, self.g, LR, self.G2)
@@ -117,6 +117,71 @@ class OnlinePG:
             t1 = time.perf_counter()
             out[phase], t0 = t1 - t0, t1
         return out
+
+
+class OnlineGRPO:
+    """onlinepg's GRPO step (``kernels.steps.grpo_step``, docs/theory.md §4.9) at the bench's shape: B/G contexts ×
+    G samples, 0/1 outcome rewards, group-normalised advantages, μ updates (Adagrad) on the same samples with the
+    clipped ratio (ε 0.2 / 0.28) and the k3 KL to the start weights (β), DAPO's token-mean loss."""
+
+    name = "onlinepg GRPO (numba, float64)"
+
+    def __init__(self, X, Ystar, w0, seed, G=8, mu=2, beta=0.04):
+        B, N = Ystar.shape
+        k = peers_numpy.infer_k(w0.size, X.shape[1])
+        self.fm = K.FeatureMap(K.BIGRAM, k, N, 1.0)
+        self.X, self.Ystar, self.seed, self.t, self.mu = X, Ystar, seed, 0, mu
+        self.w0, self.w, self.G2, self.g = w0, w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+        self.params = K.step_params("outcome", "01", "none", G, False, 1.0 / (B * N), kernel="grpo", iterations=mu,
+                                    epsilon=0.2, epsilon_high=0.28, beta=beta)
+        self.out = K.step_out(B, N)
+        self.kernel = pick(K, "grpo_step", B, N * k)
+        self.J = np.zeros(B, np.int64)
+
+    def reset(self):
+        self.w[:] = self.w0
+        self.G2[:] = 0.0
+
+    def grad(self, it):
+        self.g[:] = 0.0
+        self.kernel(self.fm, self.w, self.w0, self.X, self.J, self.Ystar, self.params, self.seed,
+                    self.t * self.Ystar.shape[0], it, self.out, self.g)
+
+    def step(self):
+        for it in range(self.mu):
+            self.grad(it)
+            K.apply_update(K.ADAGRAD, self.w, self.g, LR, self.G2)
+        self.t += 1
+        return float(np.mean(self.out.prefix == self.Ystar.shape[1]))
+
+    def step_phases(self):
+        t0 = time.perf_counter()
+        self.step()
+        return {"grpo_step": time.perf_counter() - t0}
+
+
+def grpo_problem(p, G):
+    """bench's problem as GRPO takes it: the first B/G contexts, each repeated G times (consecutive rows)."""
+    B = len(p["X"])
+    rep = lambda a: np.ascontiguousarray(np.repeat(a[:B // G], G, axis=0))  # noqa: E731
+    return dict(p, X=rep(p["X"]), Ystar=rep(p["Ystar"]))
+
+
+def check_grpo_gradients(p, torch_mod, G):
+    """From the start weights and onlinepg's samples, PyTorch's first GRPO gradient (ratio 1, KL 0 at the
+    reference) equals onlinepg's to float32 rounding; returns max|Δ|/max|g| (None without torch)."""
+    ref = OnlineGRPO(p["X"], p["Ystar"], p["w0"], 12345, G=G)
+    ref.grad(0)
+    g, gmax = ref.g.copy(), np.abs(ref.g).max()
+    if gmax == 0.0:
+        raise SystemExit("GRPO gradient check: the onlinepg gradient is identically zero")
+    if not torch_mod.HAVE_TORCH:
+        return None
+    gt = torch_mod.TorchGRPO(p["X"], p["Ystar"], p["w0"], 0, G=G).ascent_grad(ref.out.Y, ref.out.adv)
+    err = float(np.abs(gt - g).max() / gmax)
+    if not np.allclose(gt, g, rtol=1e-4, atol=1e-4 * gmax):
+        raise SystemExit(f"GRPO GRADIENTS DISAGREE: max|Δ|/max|g| = {err:.2e}")
+    return err
 
 
 def tiny_compile_probe():

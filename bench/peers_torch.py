@@ -119,3 +119,63 @@ class TorchPG:
         self.loss(torch.as_tensor(Y), torch.as_tensor(A, dtype=torch.float32)).backward()
         g = -self.model.w.grad.detach().double().numpy()
         return from_paper_layout(g, self.x.shape[1], self.k)
+
+
+class TorchGRPO(TorchPG):
+    """The GRPO step as TRL's ``GRPOTrainer`` computes it, on the same policy (float32, CPU): sample the batch
+    under ``no_grad`` (B/G contexts × G, the rows arrive grouped), 0/1 rewards, advantages (r − group mean) /
+    (group std + 1e-4), the old and reference per-token log-probabilities under ``no_grad``, then μ iterations of
+    logits → ``log_softmax`` + ``gather``, ratio exp(logp − old), −min(ρA, clamp(ρ, 1 − ε, 1 + ε_high)A) +
+    β·k3, token mean (DAPO), ``backward`` and ``torch.optim.Adagrad``."""
+
+    name = "pytorch GRPO (TRL-style, float32)"
+
+    def __init__(self, X, Ystar, w0, seed, lr=0.1, threads=2, G=8, mu=2, beta=0.04, eps=0.2, eps_high=0.28):
+        super().__init__(X, Ystar, w0, seed, lr, threads)
+        self.G, self.mu, self.beta, self.eps, self.eps_high = G, mu, beta, eps, eps_high
+        self.ref = BigramPolicy(self.x.shape[1], self.k, self.w0)
+        for q in self.ref.parameters():
+            q.requires_grad_(False)
+
+    def token_logp(self, model, y):
+        return F.log_softmax(model.logits(self.x, y), dim=-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+
+    def advantages(self, r):
+        g = r.view(-1, self.G)
+        return ((g - g.mean(dim=1, keepdim=True)) / (g.std(dim=1, keepdim=True) + 1e-4)).view(-1)
+
+    def surrogate_loss(self, y, adv, old, ref):
+        logp = self.token_logp(self.model, y)
+        ratio = torch.exp(logp - old)
+        a = adv[:, None]
+        per_token = -torch.min(ratio * a, torch.clamp(ratio, 1 - self.eps, 1 + self.eps_high) * a)
+        if self.beta:
+            d = ref - logp
+            per_token = per_token + self.beta * (torch.exp(d) - d - 1)
+        return per_token.mean()
+
+    def step(self):
+        y = self.sample()
+        correct = (y == self.ystar).all(dim=1)
+        adv = self.advantages(correct.float())
+        with torch.no_grad():
+            old = self.token_logp(self.model, y)
+            ref = self.token_logp(self.ref, y) if self.beta else None
+        for _ in range(self.mu):
+            loss = self.surrogate_loss(y, adv, old, ref)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        return correct.float().mean().item()
+
+    def ascent_grad(self, Y, A):
+        """Kernel-layout float64[D] ascent gradient of the first iteration (old = current weights) for given Y and
+        advantages A (float64[B])."""
+        y = torch.as_tensor(Y)
+        with torch.no_grad():
+            old = self.token_logp(self.model, y)
+            ref = self.token_logp(self.ref, y)
+        self.model.zero_grad()
+        self.surrogate_loss(y, torch.as_tensor(A, dtype=torch.float32), old, ref).backward()
+        g = -self.model.w.grad.detach().double().numpy()
+        return from_paper_layout(g, self.x.shape[1], self.k)

@@ -18,13 +18,15 @@ from .serial import PARALLEL_MIN_LANES, PARALLEL_MIN_ROWS, serial_twin
 from .custom import custom_kernels
 from .features import BIGRAM, CELLS, CUSTOM, FeatureMap, finish_grad, prepare, token_grad, token_logits
 from .rng import next_u64, randint, seed_stream, seed_streams, splitmix64, uniform
-from .codes import (ADAGRAD, ADAPTIVE, BASE, BASELINES, BEHAVIOURS, CONSTANT, COUNTERS, EPS_MIXTURE, GROUP_MEAN,
+from .codes import (ADAGRAD, ADAPTIVE, ADV_ESTIMATORS, BASE, BASELINES, BEHAVIOURS, CONSTANT, COUNTERS, EPS_MIXTURE, GROUP_MEAN,
                     LEAVE_ONE_OUT, LR_RULES, MIXTURE, NCOUNT, NO_BASELINE, NTRACE, POLICY, STEP_MODES, STEP_ORM,
-                    STEP_PRM, STEP_SUPERVISED, TRACE_COLUMNS, TRACE_SCHEMA, UNIFORM)
+                    STEP_PRM, STEP_SUPERVISED, TRACE_COLUMNS, TRACE_SCHEMA, UNIFORM, SCALE_REWARDS, LOSS_TYPES)
 from .sequence import (SequenceWorkspace, accumulate_grad, correct_path_gap, logaddexp, prefix_entropy,
                        sample_sequence, sequence_loglik, sequence_workspace)
-from .steps import (STEP_NAMES, STEPS, baseline_advantages, StepOut, StepParams, fused_supported, pg_step, pg_step_serial, run_steps_fused,
-                    run_steps_fused_serial, run_steps_separate, run_steps_separate_serial, separate_step,
+from .steps import (STEP_NAMES, STEPS, baseline_advantages, StepOut, StepParams, fused_supported, grpo_step,
+                    grpo_step_serial, pass_k_weight, pg_step, pg_step_serial, policy_advantages, run_steps_fused,
+                    run_steps_fused_serial, run_steps_grpo, run_steps_grpo_serial, run_steps_separate,
+                    run_steps_separate_serial, separate_step,
                     separate_step_serial, step_kind, step_out, step_params)
 from .counters import add_counts, pairwise_sum, write_trace_row
 from .metrics import log1mexp, pass_at_k, support_fractions

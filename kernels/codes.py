@@ -25,6 +25,19 @@ NO_BASELINE = 0
 GROUP_MEAN = 1    # mean of the group (the whole batch for 'batch_mean')
 LEAVE_ONE_OUT = 2  # RLOO: mean of the group's other members
 BASELINES = {"none": NO_BASELINE, "batch_mean": GROUP_MEAN, "group_mean": GROUP_MEAN, "loo": LEAVE_ONE_OUT}
+BASELINE_ALIASES = {"rloo": "loo"}   # accepted in the config and resolved to the name they stand for
+
+# --- the GRPO family (kernels/steps/grpo.py; docs/theory.md §4.9; TRL GRPOConfig / verl names) --------------------------
+ADV_GRPO = 0      # group mean removed, scaled by scale_rewards' std (TRL's GRPO)
+ADV_RLOO = 1      # the group's other members' mean removed (verl adv_estimator 'rloo')
+ADV_RAFT = 2      # rejection-sampling fine-tuning: the correct samples' log-likelihood, averaged over them
+ADV_PASS_K = 3    # PKPO's unbiased pass@k transform s^(loo-1) (Walder & Karkhanis 2025)
+ADV_ESTIMATORS = {"grpo": ADV_GRPO, "rloo": ADV_RLOO, "raft": ADV_RAFT, "pass_k": ADV_PASS_K}
+SCALE_NONE = 0
+SCALE_GROUP = 1   # the group's reward std (ddof 1)
+SCALE_BATCH = 2   # the whole batch's reward std (ddof 1)
+SCALE_REWARDS = {"none": SCALE_NONE, "group": SCALE_GROUP, "batch": SCALE_BATCH}
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")   # the loss normalisations (Python side: one per-token weight)
 
 # --- what the fused batched step (kernels/steps) takes its gradient of --------------------------------------------
 STEP_ORM = 0         # outcome reward of the sampled response
@@ -32,6 +45,7 @@ STEP_PRM = 1         # per-prefix process reward of the sampled response
 STEP_SUPERVISED = 2  # log-likelihood of y* (batched SGD; the sample only counts mistakes)
 STEP_FIT = 3         # log-likelihood of y*, nothing sampled (pre-training)
 STEP_MODES = {"outcome": STEP_ORM, "process": STEP_PRM, "supervised": STEP_SUPERVISED, "fit": STEP_FIT}
+# (the GRPO family's step is an outcome-reward step, STEP_ORM, with its own kernel: kernels/steps/grpo.py)
 
 # The algorithm names are the keys of kernels.rounds.ROUNDS (one round kernel each; pg_process has one per variant,
 # keyed "pg_process/<variant>"); the batched ones (pg_batch, sgd with batch > 1) run through kernels.steps.

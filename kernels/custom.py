@@ -4,8 +4,9 @@ The user supplies ``phi(x, y, i, a, out)`` — write φ(x, y_<i, a) (float64[D])
 ``x`` (float64[d]), prefix ``y[:i]`` (int64[N]; later entries must not be read), position ``i`` and token
 ``a`` — and the dimension D. ``custom_kernels(phi, D)`` returns a namespace with the same kernels as the
 built-in maps (``sample_sequence``, ``sequence_loglik``, ``accumulate_grad``, ``correct_path_gap``,
-``sample_batch``, ``loglik_batch``, ``grad_batch``, ``margin_batch``, the batched step ``separate_step`` and its
-drivers ``run_steps_separate[_serial]``) with identical signatures; pass
+``sample_batch``, ``loglik_batch``, ``grad_batch``, ``margin_batch``, the batched steps ``separate_step`` and
+``grpo_step`` and their drivers ``run_steps_separate[_serial]``, ``run_steps_grpo[_serial]``) with identical
+signatures; pass
 ``fm = FeatureMap(CUSTOM, k, N, 1.0)``.
 
 The kernels are not written twice: their compiled-once Python bodies are re-bound to a globals table in which
@@ -20,10 +21,11 @@ import numpy as np
 from numba import njit
 
 from . import batch, sequence
-from .steps import driver as step_drivers, separate
+from .steps import driver as step_drivers, grpo, separate
 
 _REBOUND = ("sample_sequence", "sequence_loglik", "accumulate_grad", "correct_path_gap", "prefix_entropy",
-            "sample_batch", "loglik_batch", "entropy_batch", "grad_batch", "margin_batch", "separate_step")
+            "sample_batch", "loglik_batch", "entropy_batch", "grad_batch", "margin_batch", "score_and_draw",
+            "grpo_sequence_grad", "separate_step", "grpo_step")
 
 
 def _dense_primitives(phi, D):
@@ -68,6 +70,7 @@ def custom_kernels(phi, D):
     table = dict(vars(sequence))
     table.update(vars(batch))
     table.update(vars(separate))
+    table.update(vars(grpo))
     table.update(_dense_primitives(phi, D))
     for name in _REBOUND:
         src = table[name]
@@ -78,7 +81,7 @@ def custom_kernels(phi, D):
         table[name] = njit(**opts, parallel=bool(getattr(src, "targetoptions", {}).get("parallel")))(fn)
         table[name + "_serial"] = njit(**opts)(types.FunctionType(py.__code__, table, name, py.__defaults__))
     names = [n for n in table if n in _REBOUND or n[: -len("_serial")] in _REBOUND]
-    drivers = {"run_steps_separate" + tail: step_drivers.step_driver(table["separate_step" + tail],
-                                                                     "run_steps_separate" + tail, cache=False)
-               for tail in ("", "_serial")}
+    drivers = {f"run_steps_{kind}{tail}": step_drivers.step_driver(table[f"{kind}_step{tail}"],
+                                                                   f"run_steps_{kind}{tail}", cache=False)
+               for kind in ("separate", "grpo") for tail in ("", "_serial")}
     return types.SimpleNamespace(**{name: table[name] for name in names}, **drivers, D=D, phi=phi)

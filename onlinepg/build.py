@@ -112,7 +112,7 @@ def pretrain(task, cfg, policy):
     for t in range(b.steps):
         batch = task.draw(t * B, B, stream="pretrain")
         g[:] = 0.0
-        step(f.fm, policy.w, batch.X, batch.J, batch.Ystar, params, 0, 0, out, g)
+        step(f.fm, policy.w, policy.w, batch.X, batch.J, batch.Ystar, params, 0, 0, 0, out, g)
         policy.update(g, b.lr_rule, b.lr, G2)
     return policy
 

@@ -13,11 +13,12 @@ import sys
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .kernels.codes import BASELINES, BEHAVIOURS, LR_RULES
+from .kernels.codes import (ADV_ESTIMATORS, BASELINE_ALIASES, BASELINES, BEHAVIOURS, LOSS_TYPES, LR_RULES,
+                            SCALE_REWARDS)
 from .kernels.rounds import ALGOS as ROUND_ALGOS, PROCESS_VARIANTS
 from .validate import BOUNDS, INT64_MAX, INT64_MIN, in_int64, int_text, outside
 
-BATCH_ALGOS = ("pg_batch",)  # batched algorithms (sgd with batch > 1 too): onlinepg.learners.BatchLearner
+BATCH_ALGOS = ("pg_batch", "grpo")  # batched algorithms (sgd with batch > 1 too): onlinepg.learners.BatchLearner
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -159,8 +160,8 @@ SCHEMA = {
         "reward": Key("01", str, "'01' (0/1) or 'pm1' (±1, the paper code's variant)", choices=("01", "pm1")),
         "baseline": Key("none", str, "'none', 'batch_mean', 'group_mean' or 'loo' (leave-one-out: the mean "
                         "reward of the other samples of the group; pg_batch with group_size = 1: of the other "
-                        "samples of the whole batch)",
-                        choices=tuple(BASELINES)),
+                        "samples of the whole batch; 'rloo' is another name for 'loo')",
+                        choices=tuple(BASELINES) + tuple(BASELINE_ALIASES)),
         "group_size": Key(1, int, "samples per context G (group baselines)", lo=1),
         "std_scale": Key(False, bool, "divide group advantages by the group's reward std (GRPO-style)"),
         "iw_clip": Key(0.0, float, "importance weight p/q clipped to [1/ζ, ζ]; 0 = off, else ζ ≥ 1", lo=0.0),
@@ -171,6 +172,34 @@ SCHEMA = {
                        choices=PROCESS_VARIANTS),
         "reward_type": Key("outcome", str, "pg_batch: 'outcome' (ORM) or 'process' (PRM)",
                            choices=("outcome", "process")),
+        # the GRPO family (algo.name = 'grpo'; docs/theory.md §4.9): TRL GRPOConfig's names, verl's where TRL has none
+        "num_generations": Key(8, int, "grpo: samples per context G (TRL num_generations); algo.batch counts the "
+                               "samples of a step and must be a multiple of G", lo=1),
+        "adv_estimator": Key("grpo", str, "grpo: the advantage (verl adv_estimator): 'grpo' (group mean removed, "
+                             "scaled as scale_rewards), 'rloo' (the other samples' mean removed), 'raft' (SFT on the "
+                             "correct samples) or 'pass_k' (PKPO's unbiased pass@k transform, k = algo.pkpo_k)",
+                             choices=tuple(ADV_ESTIMATORS)),
+        "scale_rewards": Key("group", str, "grpo, rloo: divide the advantages by the group's ('group') or the batch's "
+                             "('batch') reward std + 1e-4, or not ('none') (TRL scale_rewards)",
+                             choices=tuple(SCALE_REWARDS)),
+        "pkpo_k": Key(4, int, "adv_estimator 'pass_k': the k of the pass@k objective, 1 <= k <= num_generations",
+                      lo=1),
+        "epsilon": Key(0.2, float, "grpo: the ratio's clip below 1, clip(ρ, 1 − ε, 1 + ε_high) (TRL epsilon)",
+                       lo=0.0, hi=1.0),
+        "epsilon_high": Key(0.0, float, "grpo: the ratio's clip above 1 (TRL epsilon_high; DAPO's clip-higher "
+                            "0.28); 0 = algo.epsilon", lo=0.0),
+        "num_iterations": Key(1, int, "grpo: updates per batch of samples (TRL num_iterations, μ); the ratio is "
+                              "against the policy that drew them", lo=1),
+        "beta": Key(0.0, float, "grpo: the weight of the k3 KL penalty to the reference policy, the base model "
+                    "(TRL beta)", lo=0.0),
+        "loss_type": Key("grpo", str, "grpo: the loss normalisation (TRL loss_type): 'grpo' (per-response token "
+                         "mean, then mean), 'bnpo' and 'dapo' (token mean over the batch), 'dr_grpo' (token sum / "
+                         "(batch · max_completion_length)); with every response N tokens long they differ only "
+                         "through max_completion_length", choices=LOSS_TYPES),
+        "max_completion_length": Key(0, int, "loss_type 'dr_grpo': its length normaliser, >= task.N (0 = task.N)",
+                                     lo=0),
+        "entropy_coeff": Key(0.0, float, "grpo: the weight of the entropy bonus, the policy's exact entropy at the "
+                             "sampled prefixes (verl entropy_coeff)", lo=0.0),
         "init": Key("base", str, "the learner's start w_1: 'base' (the base model's weights) or 'zero' (w = 0, the "
                     "uniform policy); exploration from the base q₀ (best_of_m, pg_process, pg with behaviour base or "
                     "mixture) uses the base either way", choices=("base", "zero")),
@@ -259,18 +288,26 @@ class _AlgoProps(_Section):
     @property
     def batched(self):
         """True for the batched algorithms (pg_batch; sgd with algo.batch > 1): a round is a step over a batch."""
-        return self.name == "pg_batch" or (self.name == "sgd" and self.batch > 1)
+        return self.name in BATCH_ALGOS or (self.name == "sgd" and self.batch > 1)
 
     @property
     def group(self):
-        """Samples per group G that a baseline averages over: algo.group_size for the group baselines
-        (group_mean, loo), else 1."""
+        """Samples per group G that a baseline averages over: algo.num_generations for grpo, algo.group_size for
+        the group baselines (group_mean, loo), else 1."""
+        if self.name == "grpo":
+            return self.num_generations
         return self.group_size if self.baseline in ("group_mean", "loo") else 1
 
     @property
     def whole_batch(self):
         """True when the baseline pools the whole batch (batch_mean, or loo with one sample per context)."""
-        return self.baseline == "batch_mean" or (self.baseline == "loo" and self.group == 1)
+        return self.name != "grpo" and (self.baseline == "batch_mean" or (self.baseline == "loo" and self.group == 1))
+
+    @property
+    def loss_length(self):
+        """The per-response length a grpo loss divides by: max_completion_length for dr_grpo (0: N), else 0 (the
+        response's own N tokens)."""
+        return self.max_completion_length if self.loss_type == "dr_grpo" else 0
 
 
 def _section_class(name, sec, props):
@@ -363,6 +400,9 @@ def _cross_checks(c):
         raise ConfigError(f"algo.name {a['name']!r} needs task.N = 1 (a multiclass learner), got {t['N']}")
     if a["iw_clip"] != 0.0 and a["iw_clip"] < 1.0:
         raise ConfigError(f"algo.iw_clip must be 0 (off) or a number >= 1, got {a['iw_clip']}")
+    if a["baseline"] in BASELINE_ALIASES:
+        a["baseline"] = BASELINE_ALIASES[a["baseline"]]
+    _grpo_checks(t, a)
     grouped = a["baseline"] in ("group_mean", "loo") or (a["name"] == "pg" and a["baseline"] == "batch_mean")
     if a["name"] == "pg_batch" and a["baseline"] in ("group_mean", "loo") and a["batch"] % a["group_size"]:
         raise ConfigError(f"algo.batch ({a['batch']}) must be a multiple of algo.group_size "
@@ -388,6 +428,50 @@ def _cross_checks(c):
     if (not ks or any(k != int(k) or not 1 <= k <= 2 ** 53 for k in ks)
             or any(b <= a for a, b in zip(ks, ks[1:]))):
         raise ConfigError(f"run.pass_k must be a non-empty list of increasing integers in [1, 2^53], got {list(ks)}")
+
+
+GRPO_KEYS = ("num_generations", "adv_estimator", "scale_rewards", "pkpo_k", "epsilon", "epsilon_high",
+             "num_iterations", "beta", "loss_type", "max_completion_length", "entropy_coeff")
+PG_KEYS = ("baseline", "group_size", "std_scale")        # pg / pg_batch's advantages; grpo has its own
+
+
+def _grpo_checks(t, a):
+    """The GRPO family's keys: read by algo.name = 'grpo' only, each where it means something."""
+    algo = SCHEMA["algo"]
+    changed = [key for key in GRPO_KEYS if a[key] != algo[key].default]
+    if a["name"] != "grpo":
+        if changed:
+            raise ConfigError(f"algo.{changed[0]} is an option of algo.name = 'grpo' (the GRPO family), not of "
+                              f"{a['name']!r}; drop it or set algo.name = 'grpo'")
+        return
+    for key in PG_KEYS:
+        if a[key] != algo[key].default:
+            raise ConfigError(f"algo.{key} is an option of pg and pg_batch; grpo's advantages are set by "
+                              "algo.adv_estimator, algo.num_generations and algo.scale_rewards")
+    if a["reward_type"] != "outcome":
+        raise ConfigError(f"algo.reward_type must be 'outcome' for algo.name = 'grpo' (an outcome-reward method), "
+                          f"got {a['reward_type']!r}; process rewards: algo.name = 'pg_batch'")
+    G, est = a["num_generations"], a["adv_estimator"]
+    if a["batch"] % G:
+        raise ConfigError(f"algo.batch ({a['batch']}) must be a multiple of algo.num_generations ({G}): a step "
+                          "takes batch / num_generations contexts, num_generations samples each")
+    if est in ("grpo", "rloo") and G < 2:
+        raise ConfigError(f"algo.num_generations must be >= 2 for adv_estimator {est!r} (a group of one sample has "
+                          "zero advantage, so nothing would ever be learned)")
+    if est == "pass_k" and a["pkpo_k"] > G:
+        raise ConfigError(f"algo.pkpo_k must be an integer in [1, {G}] (algo.num_generations), got {a['pkpo_k']}")
+    if est != "pass_k" and a["pkpo_k"] != algo["pkpo_k"].default:
+        raise ConfigError(f"algo.pkpo_k is read by adv_estimator = 'pass_k' only (got adv_estimator {est!r})")
+    if est in ("raft", "pass_k") and a["scale_rewards"] != algo["scale_rewards"].default:
+        raise ConfigError(f"algo.scale_rewards is read by adv_estimator 'grpo' and 'rloo' only (got {est!r}, whose "
+                          "advantages have no std scaling)")
+    if a["max_completion_length"]:
+        if a["loss_type"] != "dr_grpo":
+            raise ConfigError("algo.max_completion_length is read by loss_type = 'dr_grpo' only (got "
+                              f"{a['loss_type']!r})")
+        if a["max_completion_length"] < t["N"]:
+            raise ConfigError(f"algo.max_completion_length must be 0 (task.N) or an integer >= task.N ({t['N']}), "
+                              f"got {a['max_completion_length']}")
 
 
 def load(path):

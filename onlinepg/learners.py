@@ -62,7 +62,7 @@ class RoundLearner(Learner):
 
 
 class BatchLearner(Learner):
-    """pg_batch (docs/theory.md §4.5, the paper's mode) and batched sgd: a step = B contexts, one update with the
+    """pg_batch (docs/theory.md §4.5, the paper's mode), the GRPO family (§4.9) and batched sgd: a step = B contexts, one update with the
     loss averaged over batch × N. One step-driver call per run of steps whose contexts hold up to ``CALL_CELLS``
     numbers (``kernels.steps``: the step kernel ``kind`` from its table, the update, counting and trace rows)."""
 
@@ -75,9 +75,16 @@ class BatchLearner(Learner):
         self.G = a.group
         N = self.features.N
         mode = "supervised" if a.name == "sgd" else a.reward_type
-        self.kind = K.step_kind(self.features.fm, mode, a.baseline)
-        self.params = K.step_params(mode, a.reward, a.baseline, 1 if a.whole_batch else self.G, a.std_scale,
-                                    1.0 / (self.B * N), kernel=self.kind)
+        self.kind = K.step_kind(self.features.fm, mode, a.baseline, a.name)
+        if a.name == "grpo":        # docs/theory.md §4.9: one per-token weight for every loss type (see loss_length)
+            self.params = K.step_params(mode, a.reward, "none", self.G, False, 1.0 / (self.B * (a.loss_length or N)),
+                                        kernel=self.kind, iterations=a.num_iterations, estimator=a.adv_estimator,
+                                        scale_rewards=a.scale_rewards, epsilon=a.epsilon,
+                                        epsilon_high=a.epsilon_high or a.epsilon, beta=a.beta,
+                                        entropy_coeff=a.entropy_coeff, pass_k=a.pkpo_k)
+        else:
+            self.params = K.step_params(mode, a.reward, a.baseline, 1 if a.whole_batch else self.G, a.std_scale,
+                                        1.0 / (self.B * N), kernel=self.kind)
         self.rule = LR_RULES[a.lr_rule]
         self.lr = float(a.lr)
         self.out = K.step_out(self.B, N)
@@ -113,9 +120,9 @@ class BatchLearner(Learner):
         for lo in range(first, first + n, self.steps_per_call):
             S = min(self.steps_per_call, first + n - lo)
             b = self._contexts(lo, S)
-            done, r = self.driver(self.params, self.rule, self.lr, self.features.fm, self.policy.w, self.G2, b.X,
-                                  b.J, b.Ystar, lo, self.seed, self.counters, self.trace_every, rows[m:], self.out,
-                                  self.g)
+            done, r = self.driver(self.params, self.rule, self.lr, self.features.fm, self.policy.w, self.w0, self.G2,
+                                  b.X, b.J, b.Ystar, lo, self.seed, self.counters, self.trace_every, rows[m:],
+                                  self.out, self.g)
             m += r
             if done < S:        # the run stops here: nothing written holds the non-finite weights
                 raise RunError(f"step {lo + done}: the gradient is not finite, so the weights are not either; lower "

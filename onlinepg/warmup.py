@@ -2,7 +2,7 @@
 
 ``TOUR`` is the list of runs: each per-round algorithm (one round kernel and chunk driver each, see
 ``kernels.rounds``), batched sgd and pg_batch with outcome and process rewards at batches below and above the
-serial/parallel threshold (the fused step) and on cells (the separate step), teacher tasks with Rademacher and mixture contexts and a pre-trained base, a cells task
+serial/parallel threshold (the fused step) and on cells (the separate step), grpo at both sizes, teacher tasks with Rademacher and mixture contexts and a pre-trained base, a cells task
 with a prescribed-likelihood base. ``warm(jobs)`` plays them in ``jobs`` processes at once: Numba compiles on one
 core, but each kernel is cached on its own, so separate processes fill the cache in parallel. ``bench.startup``
 times the same tour.
@@ -39,6 +39,11 @@ TOUR = [
      {"task": {"kind": "cells", "k": 4, "N": 3, "M": 50}, "base": {"kind": "alpha", "alpha": 0.1},
       "algo": {"name": "pg_batch", "batch": 8, "reward_type": "process", "baseline": "group_mean", "group_size": 2},
       "run": {"rounds": 20, "eval_every": 10}}),
+    ("grpo (batch 256: the parallel step; KL, two iterations)",
+     {"algo": {"name": "grpo", "batch": 256, "num_generations": 8, "beta": 0.04, "num_iterations": 2},
+      "run": {"rounds": 5, "eval_every": 5}}),
+    ("grpo (batch 8: the serial step)", {"algo": {"name": "grpo", "batch": 8, "num_generations": 4},
+                                         "run": {"rounds": 20, "eval_every": 10}}),
 ]
 
 # every other per-round algorithm (a new one included) gets a plain run at N = 1, which every one of them accepts

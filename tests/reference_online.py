@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 import onlinepg.kernels as K
-from reference import Model, behaviour_logq, log_softmax, score_grad, sequence_loglik
+from reference import Model, behaviour_logq, log_softmax, position_logits, score_grad, sequence_loglik
 
 # counters, in kernel order (kernels.codes.COUNTERS)
 from onlinepg.kernels.codes import (C_MIST_EXPECTED as MIST_EXPECTED, C_MIST_SAMPLED as MIST_SAMPLED,  # noqa: E402
@@ -344,5 +344,95 @@ def sample_policy_batch(model, w, X, J, seed, first_stream):
     return Y
 
 
+# ------------------------------------------------------------------------------- the GRPO family (§4.9)
+
+
+def pass_k_advantages_bruteforce(correct, k):
+    """n · s^(loo−1)_i of PKPO for one group's binary rewards, by enumerating every k-subset I ∋ i:
+    s_i = C(n, k)⁻¹ Σ_{I ∋ i} [max_{j∈I} r_j − max_{j∈I∖i} r_j] (the max over an empty set is 0)."""
+    from itertools import combinations
+    r = np.asarray(correct, dtype=float)
+    n = len(r)
+    subsets = list(combinations(range(n), k))
+    s = np.zeros(n)
+    for I in subsets:
+        top = max(r[j] for j in I)
+        for i in I:
+            rest = [r[j] for j in I if j != i]
+            s[i] += top - (max(rest) if rest else 0.0)
+    return n * s / len(subsets)
+
+
+def grpo_advantages(correct, neg, estimator, G, scale_rewards, pass_k=1):
+    """docs/theory.md §4.9 advantages of one batch (B,) of outcomes (True: the response is y*), groups of G
+    consecutive rows: grpo (mean removed), rloo (the others' mean removed), both scaled by the group's / the
+    batch's std (ddof 1) + 1e-4 unless scale_rewards is 'none'; raft B/(n correct) on the correct rows; pass_k
+    by brute force."""
+    correct = np.asarray(correct, dtype=bool)
+    r = np.where(correct, 1.0, neg)
+    B = len(r)
+    if estimator == "raft":
+        n = correct.sum()
+        return np.where(correct, B / max(n, 1), 0.0)
+    out = np.empty(B)
+    sd_batch = r.std(ddof=1)
+    for lo in range(0, B, G):
+        grp = r[lo:lo + G]
+        if estimator == "pass_k":
+            out[lo:lo + G] = pass_k_advantages_bruteforce(correct[lo:lo + G], pass_k)
+            continue
+        a = grp - (grp.sum() - grp) / (G - 1) if estimator == "rloo" else grp - grp.mean()
+        if scale_rewards == "group":
+            a = a / (grp.std(ddof=1) + 1e-4)
+        elif scale_rewards == "batch":
+            a = a / (sd_batch + 1e-4)
+        out[lo:lo + G] = a
+    return out
+
+
+def grpo_surrogate(model, w, X, J, Y, lold, lref, adv, scale, eps_low, eps_high, beta, entropy_coeff):
+    """The GRPO surrogate J(w) = scale Σ_b Σ_i [min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A) − β k3 + c_H H] at w, for
+    fixed samples Y with their old and reference token log-probabilities (docs/theory.md §4.9)."""
+    total = 0.0
+    for b in range(len(Y)):
+        L = position_logits(model, w, X[b], int(J[b]), Y[b])
+        for i in range(model.N):
+            lp, _ = log_softmax(L[i])
+            lt = lp[int(Y[b, i])]
+            rho = math.exp(lt - lold[b, i])
+            A = adv[b]
+            total += min(rho * A, min(max(rho, 1 - eps_low), 1 + eps_high) * A)
+            d = lref[b, i] - lt
+            total -= beta * (math.exp(d) - d - 1.0)
+            total += entropy_coeff * float(-(np.exp(lp) * lp).sum())
+    return scale * total
+
+
+def grpo_grad(model, w, X, J, Y, lold, lref, adv, scale, eps_low, eps_high, beta, entropy_coeff):
+    """∇ of ``grpo_surrogate`` at w, from dense φ: per token, the score coefficient ρA where the min takes the
+    unclipped term, −β(1 − exp(l_ref − l)), and the entropy's gradient Σ_a −p_a (log p_a + H) φ_a. Also returns
+    the fraction of tokens whose ratio was clipped."""
+    g = np.zeros(model.D)
+    clipped = 0
+    for b in range(len(Y)):
+        prev = 0
+        for i in range(model.N):
+            Phi = model.phi_matrix(X[b], int(J[b]), i, prev)
+            lp, _ = log_softmax(Phi @ w)
+            p = np.exp(lp)
+            y = int(Y[b, i])
+            rho = math.exp(lp[y] - lold[b, i])
+            A = adv[b]
+            unclipped = rho * A <= min(max(rho, 1 - eps_low), 1 + eps_high) * A
+            clipped += A != 0 and not unclipped
+            c = (rho * A if unclipped else 0.0) - beta * (1.0 - math.exp(lref[b, i] - lp[y]))
+            score = Phi[y] - p @ Phi
+            H = -(p * lp).sum()
+            g += scale * (c * score + entropy_coeff * ((-p * (lp + H)) @ Phi))
+            prev = y
+    return g, clipped / Y.size
+
+
 __all__ = ["Model", "Stream", "categorical", "sample_response", "online_rounds", "pg_batch_step",
-           "batch_advantages", "sample_policy_batch", "update", "BEHAVIOURS"]
+           "batch_advantages", "sample_policy_batch", "update", "BEHAVIOURS", "grpo_advantages", "grpo_grad",
+           "grpo_surrogate", "pass_k_advantages_bruteforce"]

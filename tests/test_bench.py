@@ -9,7 +9,7 @@ import sys
 
 # the rows a reader looks for, by a phrase of their name; each must be there, measured or skipped
 EXPECTED = {
-    1: ("onlinepg (Numba", "NumPy", "PyTorch"),
+    1: ("onlinepg (Numba", "NumPy", "PyTorch", "GRPO step (G = 8", "TRL GRPOTrainer-style"),
     2: ("onlinepg PG", "Vowpal Wabbit", "River", "scikit-learn", "engine.run", "rounds/s vs Vowpal Wabbit",
         "online mistakes"),
     3: ("cost per token vs N", "cost per token vs k", "1 vs 2 cores"),

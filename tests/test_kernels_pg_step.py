@@ -34,7 +34,7 @@ def _run(fm, w, X, Ystar, params, kernel=None, J=None):
     out = K.step_out(B, N)
     g = np.zeros(w.shape[0])
     J = np.zeros(B, np.int64) if J is None else J
-    (kernel or K.pg_step)(fm, w, X, J, Ystar, params, SEED, FIRST, out, g)
+    (kernel or K.pg_step)(fm, w, w, X, J, Ystar, params, SEED, FIRST, 0, out, g)
     return out, g
 
 
@@ -83,7 +83,7 @@ def test_matches_the_numpy_reference(kind, mode, reward, baseline, G, std, k, N)
     assert np.abs(g).max() > 0
 
 
-@pytest.mark.parametrize("kind", list(K.STEPS))
+@pytest.mark.parametrize("kind", ["fused", "separate"])      # grpo: tests/test_kernels_grpo.py
 def test_same_bits_for_any_thread_count_and_the_serial_twin(num_threads, kind):
     B, N = 100, 7
     model, fm, w, X, Ystar = _problem(4, N, 5, B, seed=3)
@@ -108,7 +108,8 @@ def test_rows_do_not_depend_on_the_batch_they_are_in():
     params = K.step_params("process", "pm1", "none", 1, False, 1.0)
     whole, _ = _run(fm, w, X, Ystar, params)
     out = K.step_out(24, N)
-    K.pg_step(fm, w, X[40:], np.zeros(24, np.int64), Ystar[40:], params, SEED, FIRST + 40, out, np.zeros(w.shape[0]))
+    K.pg_step(fm, w, w, X[40:], np.zeros(24, np.int64), Ystar[40:], params, SEED, FIRST + 40, 0, out,
+              np.zeros(w.shape[0]))
     np.testing.assert_array_equal(out.Y, whole.Y[40:])
     np.testing.assert_array_equal(out.llstar, whole.llstar[40:])
 
@@ -145,11 +146,13 @@ def test_step_params_refuse_bad_names():
         K.step_params("process", baseline="batch_mean")
     with pytest.raises(ValueError, match="reward must be"):
         K.step_params("outcome", reward="+-1")
-    with pytest.raises(ValueError, match="kernel must be 'fused' or 'separate'"):
+    with pytest.raises(ValueError, match="kernel must be one of 'fused', 'separate', 'grpo'"):
         K.step_params("outcome", kernel="pg_step")
     assert K.step_params("process", baseline="batch_mean", kernel="separate").baseline == K.GROUP_MEAN
     assert K.step_kind(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean") == "separate"
     assert K.step_kind(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "none") == "fused"
+    assert K.step_kind(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "outcome", "none", "grpo") == "grpo"
+    assert K.step_params("outcome", baseline="rloo").baseline == K.LEAVE_ONE_OUT      # RLOO: the loo baseline
     assert K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "outcome", "loo")
     assert not K.fused_supported(K.FeatureMap(K.CELLS, 2, 2, 1.0), "outcome", "none")
     assert not K.fused_supported(K.FeatureMap(K.BIGRAM, 2, 2, 1.0), "process", "group_mean")

@@ -345,10 +345,10 @@ def test_a_non_finite_gradient_stops_a_batched_run_before_anything_holds_it(tmp_
         init(self, *args)
         real = self.driver
 
-        def driver(p, rule, lr, fm, w, G2, X, J, Ystar, first, *rest):
+        def driver(p, rule, lr, fm, w, w0, G2, X, J, Ystar, first, *rest):
             if first + len(X) // self.B > 25:
                 w[:] = np.nan
-            return real(p, rule, lr, fm, w, G2, X, J, Ystar, first, *rest)
+            return real(p, rule, lr, fm, w, w0, G2, X, J, Ystar, first, *rest)
         self.driver = driver
     monkeypatch.setattr(learners.BatchLearner, "__init__", poisoned_init)
     with pytest.raises(RunError, match="step 20: the gradient is not finite.*lower algo.lr"):

@@ -53,6 +53,13 @@ ALGOS = {
                                              "baseline": "batch_mean", "batch": 8}, BATCHED, 37),
     "pg_batch-process": (CELLS, CELLS_BASE, {"name": "pg_batch", "reward_type": "process", "reward": "01",
                                              "baseline": "group_mean", "group_size": 2, "batch": 8}, BATCHED, 37),
+    # the GRPO family: two updates per batch of samples (the old log-probabilities live within a step), the KL to
+    # the base, the entropy bonus; pass_k on the teacher
+    "grpo-kl-iterations": (CELLS, CELLS_BASE, {"name": "grpo", "num_generations": 4, "batch": 8, "beta": 0.05,
+                                               "num_iterations": 2, "epsilon_high": 0.28, "entropy_coeff": 0.01},
+                           BATCHED, 37),
+    "grpo-pass_k": (TEACHER, PRETRAINED, {"name": "grpo", "num_generations": 4, "batch": 8,
+                                          "adv_estimator": "pass_k", "pkpo_k": 2}, BATCHED, 37),
 }
 CASES = [pytest.param(name, rule, id=f"{name}-{rule}") for name in ALGOS for rule in RULES]
 # the perceptron's update is w += φ(y*) − φ(ŷ) whatever algo.lr_rule says: one case

@@ -11,9 +11,9 @@ from onlinepg.kernels.steps import pg_step, pg_step_serial, step_driver
 
 def _wrong(step, sign):
     @njit
-    def wrong_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
+    def wrong_step(fm, w, w0, X, J, Ystar, p, seed, first_stream, it, out, g):
         g0 = g.copy()
-        step(fm, w, X, J, Ystar, p, seed, first_stream, out, g)
+        step(fm, w, w0, X, J, Ystar, p, seed, first_stream, it, out, g)
         for i in range(g.shape[0]):
             g[i] = g0[i] + sign * (g[i] - g0[i])
     return wrong_step

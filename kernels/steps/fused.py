@@ -38,7 +38,8 @@ from numba import njit, prange
 
 from ..advantages import binary_advantages
 from ..bigram import TINY, prepare_exp, transition_exp
-from ..codes import BASELINES, NO_BASELINE, STEP_FIT, STEP_MODES, STEP_ORM, STEP_PRM, STEP_SUPERVISED
+from ..codes import (ADV_ESTIMATORS, BASELINE_ALIASES, BASELINES, NO_BASELINE, SCALE_REWARDS, STEP_FIT, STEP_MODES,
+                     STEP_ORM, STEP_PRM, STEP_SUPERVISED)
 from ..features import BIGRAM
 from ..rng import seed_stream, uniform
 from ..softmax import lane_sum, row_max, shifted_exp
@@ -46,8 +47,10 @@ from ..serial import serial_twin
 
 STEP_BLOCK = 64      # rows per block: few enough blocks that their gradient accumulators stay in cache
 
-StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale"])
-StepParams.__doc__ = """Parameters of ``pg_step`` (read by attribute inside the kernel).
+StepParams = namedtuple("StepParams", ["mode", "neg", "baseline", "group", "std_scale", "scale", "iterations",
+                                       "estimator", "scale_rewards", "eps_low", "eps_high", "beta", "entropy_coeff",
+                                       "pass_k"])
+StepParams.__doc__ = """Parameters of a batched step (read by attribute inside the kernels).
 
 mode       STEP_ORM, STEP_PRM, STEP_SUPERVISED or STEP_FIT (``codes.STEP_MODES``)
 neg        the reward of a wrong response / prefix: −1.0 (±1 rewards) or 0.0 (0/1)
@@ -55,44 +58,82 @@ baseline   a ``codes.BASELINES`` code (ORM: any; PRM: any in ``separate_step``, 
            supervised and fit: ignored)
 group      the scope of the baseline: G consecutive rows per group, or the whole batch when group ≤ 1
 std_scale  divide the advantages by the scope's reward std (ddof 1) + 1e-8
-scale      the loss weight of every token (the paper's 1/(B·N))"""
+scale      the loss weight of every token (the paper's 1/(B·N))
 
-StepOut = namedtuple("StepOut", ["Y", "llstar", "logp", "prefix", "states"])
-StepOut.__doc__ = """Per-row outputs of ``pg_step`` (caller owned; ``step_out`` allocates them).
+The GRPO family's step (``steps.grpo``) reads the rest; the other kernels ignore them:
+
+iterations     updates per generation batch (TRL ``num_iterations``, μ): the driver calls the step this often
+estimator      a ``codes.ADV_ESTIMATORS`` code (grpo, rloo, raft, pass_k)
+scale_rewards  a ``codes.SCALE_REWARDS`` code (grpo and rloo: divide by the group's / batch's reward std + 1e-4)
+eps_low        the ratio's clip below 1 (TRL ``epsilon``); eps_high above it (``epsilon_high``)
+beta           the k3 KL penalty's weight against the reference policy w0 (TRL ``beta``)
+entropy_coeff  the entropy bonus's weight (verl ``entropy_coeff``)
+pass_k         the k of the pass_k estimator (PKPO), 1 ≤ k ≤ group"""
+
+STEP_KERNELS = ("fused", "separate", "grpo")
+
+
+def step_params(mode="outcome", reward="pm1", baseline="none", group=1, std_scale=False, scale=1.0, kernel="fused",
+                iterations=1, estimator="grpo", scale_rewards="group", epsilon=0.2, epsilon_high=None, beta=0.0,
+                entropy_coeff=0.0, pass_k=1):
+    """Validated ``StepParams`` from names: mode 'outcome', 'process', 'supervised' or 'fit'; reward 'pm1' or '01';
+    baseline one of ``codes.BASELINES``; ``kernel`` the ``steps.STEPS`` kernel they are for ('fused' takes a
+    process reward without baseline only; 'grpo' an outcome reward, its group ``group`` and the GRPO keys:
+    ``iterations`` … ``pass_k``, see ``StepParams``; ``epsilon_high`` None means ``epsilon``). Raises ValueError
+    naming the field and the accepted values."""
+    if mode not in STEP_MODES:
+        raise ValueError(f"mode must be one of {', '.join(map(repr, STEP_MODES))}; got {mode!r}")
+    if reward not in ("pm1", "01"):
+        raise ValueError(f"reward must be 'pm1' or '01'; got {reward!r}")
+    baseline = BASELINE_ALIASES.get(baseline, baseline)
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}; got {baseline!r}")
+    if kernel not in STEP_KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, STEP_KERNELS))}; got {kernel!r}")
+    code = STEP_MODES[mode]
+    if kernel == "fused" and code == STEP_PRM and baseline != "none":
+        raise ValueError(f"baseline must be 'none' for the fused process-reward step; got {baseline!r} "
+                         "(the per-prefix baselines run through steps.separate_step: kernel='separate')")
+    if kernel == "grpo" and code != STEP_ORM:
+        raise ValueError(f"mode must be 'outcome' for the GRPO-family step; got {mode!r}")
+    if int(group) < 1:
+        raise ValueError(f"group must be >= 1; got {group!r}")
+    if estimator not in ADV_ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(map(repr, ADV_ESTIMATORS))}; got {estimator!r}")
+    if scale_rewards not in SCALE_REWARDS:
+        raise ValueError(f"scale_rewards must be one of {', '.join(map(repr, SCALE_REWARDS))}; got {scale_rewards!r}")
+    epsilon_high = epsilon if epsilon_high is None else epsilon_high
+    for name, value, lo in (("iterations", iterations, 1), ("pass_k", pass_k, 1)):
+        if int(value) != value or int(value) < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}; got {value!r}")
+    for name, value in (("epsilon", epsilon), ("epsilon_high", epsilon_high), ("beta", beta),
+                        ("entropy_coeff", entropy_coeff)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    if kernel == "grpo" and estimator == "pass_k" and int(pass_k) > max(1, int(group)):
+        raise ValueError(f"pass_k must be an integer in [1, group = {int(group)}]; got {pass_k!r}")
+    return StepParams(code, -1.0 if reward == "pm1" else 0.0, BASELINES[baseline], int(group), bool(std_scale),
+                      float(scale), int(iterations), ADV_ESTIMATORS[estimator], SCALE_REWARDS[scale_rewards],
+                      float(epsilon), float(epsilon_high), float(beta), float(entropy_coeff), int(pass_k))
+
+
+StepOut = namedtuple("StepOut", ["Y", "llstar", "logp", "prefix", "states", "lold", "lref", "adv"])
+StepOut.__doc__ = """Per-row outputs of a batched step (caller owned; ``step_out`` allocates them).
 
 Y       int64[B, N]    the sampled responses (fit mode: not written)
 llstar  float64[B]     log p_w(y*_b|x_b) before the update (progressive validation)
 logp    float64[B]     log p_w(Y[b]|x_b) (fit mode: 0)
 prefix  int64[B]       the number of leading tokens of Y[b] equal to y*_b (N: the response is correct; fit mode: 0)
-states  uint64[B, 4]   RNG work space (seeded by the kernel)"""
-
-
-def step_params(mode="outcome", reward="pm1", baseline="none", group=1, std_scale=False, scale=1.0, kernel="fused"):
-    """Validated ``StepParams`` from names: mode 'outcome', 'process', 'supervised' or 'fit'; reward 'pm1' or '01';
-    baseline one of ``codes.BASELINES``; ``kernel`` the ``steps.STEPS`` kernel they are for ('fused' takes a
-    process reward without baseline only). Raises ValueError naming the field and the accepted values."""
-    if mode not in STEP_MODES:
-        raise ValueError(f"mode must be one of {', '.join(map(repr, STEP_MODES))}; got {mode!r}")
-    if reward not in ("pm1", "01"):
-        raise ValueError(f"reward must be 'pm1' or '01'; got {reward!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {', '.join(map(repr, BASELINES))}; got {baseline!r}")
-    if kernel not in ("fused", "separate"):
-        raise ValueError(f"kernel must be 'fused' or 'separate'; got {kernel!r}")
-    code = STEP_MODES[mode]
-    if kernel == "fused" and code == STEP_PRM and baseline != "none":
-        raise ValueError(f"baseline must be 'none' for the fused process-reward step; got {baseline!r} "
-                         "(the per-prefix baselines run through steps.separate_step: kernel='separate')")
-    if int(group) < 1:
-        raise ValueError(f"group must be >= 1; got {group!r}")
-    return StepParams(code, -1.0 if reward == "pm1" else 0.0, BASELINES[baseline], int(group), bool(std_scale),
-                      float(scale))
+states  uint64[B, 4]   RNG work space (seeded by the kernel)
+lold    float64[B, N]  GRPO family: log p_old(Y[b]_i | x_b, Y[b]_<i) under the sampling policy (iteration 0)
+lref    float64[B, N]  GRPO family: the same under the reference policy w0 (written when beta > 0)
+adv     float64[B]     GRPO family: each row's advantage (written at iteration 0)"""
 
 
 def step_out(B, N):
     """Freshly allocated ``StepOut`` buffers for a batch of B rows of N tokens."""
     return StepOut(np.empty((B, N), np.int64), np.empty(B), np.empty(B), np.empty(B, np.int64),
-                   np.empty((B, 4), np.uint64))
+                   np.empty((B, 4), np.uint64), np.empty((B, N)), np.zeros((B, N)), np.zeros(B))
 
 
 @njit(cache=True)
@@ -295,11 +336,12 @@ def _combine(c1, c0, s1, s0, out):
 
 
 @njit(cache=True, parallel=True)
-def pg_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
+def pg_step(fm, w, w0, X, J, Ystar, p, seed, first_stream, it, out, g):
     """One batched on-policy step: g += the policy gradient (or the supervised gradient) of the batch.
 
-    fm a BIGRAM feature map; w float64[D]; X float64[B, d] contexts; J int64[B] their ids (unused: the step
-    signature every ``steps.STEPS`` kernel shares); Ystar int64[B, N] their correct responses;
+    fm a BIGRAM feature map; w float64[D]; w0 the reference weights, J int64[B] the context ids and ``it`` the
+    iteration (all three unused here: the step signature every ``steps.STEPS`` kernel shares); X float64[B, d]
+    contexts; Ystar int64[B, N] their correct responses;
     p ``StepParams``; row b draws from RNG stream ``first_stream + b`` of ``seed``; out ``StepOut`` (written);
     g float64[D] (accumulated into, like ``grad_batch``). The reward of a row is 1 if Y[b] = y*_b (ORM) or per
     prefix (PRM), else ``p.neg``; see the module docstring for the baselines.

@@ -58,8 +58,33 @@ def step_advantages(Y, Ystar, prefix, p, adv):
             adv[b, i] = a[b, i] if process else a[b, 0]
 
 
+@njit(cache=True)
+def score_and_draw(fm, w, x, j, ystar, ET, rm, fast, draw, seed, stream, state, y, lse, tok, ws):
+    """One row of a separate batched step: y*'s exact log-likelihood (its tokens' log-probabilities into tok) and,
+    when ``draw``, the on-policy sample y from RNG stream ``stream`` of ``seed`` (state uint64[4], seeded here;
+    lse its per-token log-normalisers), as ``loglik_batch`` and ``sample_batch`` compute them (the bigram map's
+    fast path when ``fast``, with its tables ET, rm). Returns (log p(y*|x), log p(y|x), the leading tokens of y
+    equal to y*); 0, 0 without a draw."""
+    if fast:
+        ll, _ = sequence_loglik_bigram(fm, w, x, ET, rm, ystar, tok, ws)
+    else:
+        ll, _ = sequence_loglik(fm, w, x, j, ystar, tok, ws)
+    if not draw:
+        return ll, 0.0, 0
+    seed_stream(seed, stream, state)
+    if fast:
+        lp = sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, ws)
+    else:
+        lp, _ = sample_sequence(fm, w, w, x, j, POLICY, 0.0, state, y, lse, ws)
+    N = ystar.shape[0]
+    n = 0
+    while n < N and y[n] == ystar[n]:
+        n += 1
+    return ll, lp, n
+
+
 @njit(cache=True, parallel=True)
-def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
+def separate_step(fm, w, w0, X, J, Ystar, p, seed, first_stream, it, out, g):
     """One batched step, as ``pg_step`` (same arguments and outputs; any feature map, any baseline): g += the
     policy gradient (or the supervised gradient) of the batch; row b draws from RNG stream ``first_stream + b``.
     See the module docstring."""
@@ -80,25 +105,8 @@ def separate_step(fm, w, X, J, Ystar, p, seed, first_stream, out, g):
     for blk in prange(nb):              # y*'s score and the on-policy sample, as loglik_batch and sample_batch
         ws = block_workspace(scratch, blk)
         for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-            if fast:
-                ll, _ = sequence_loglik_bigram(fm, w, X[b], ET, rm, Ystar[b], tok[b], ws)
-            else:
-                ll, _ = sequence_loglik(fm, w, X[b], J[b], Ystar[b], tok[b], ws)
-            llstar[b] = ll
-            logp[b] = 0.0
-            prefix[b] = 0
-            if draw:
-                state = states[b]
-                seed_stream(seed, first_stream + b, state)
-                if fast:
-                    lp = sample_sequence_bigram(fm, w, X[b], ET, rm, state, Y[b], lse[b], ws)
-                else:
-                    lp, _ = sample_sequence(fm, w, w, X[b], J[b], POLICY, 0.0, state, Y[b], lse[b], ws)
-                logp[b] = lp
-                n = 0
-                while n < N and Y[b, n] == Ystar[b, n]:
-                    n += 1
-                prefix[b] = n
+            llstar[b], logp[b], prefix[b] = score_and_draw(fm, w, X[b], J[b], Ystar[b], ET, rm, fast, draw, seed,
+                                                           first_stream + b, states[b], Y[b], lse[b], tok[b], ws)
     adv = np.empty((B, N))
     step_advantages(Y, Ystar, prefix, p, adv)
     acc = np.zeros((nb, D))

@@ -13,6 +13,7 @@ import json
 import time
 
 from ..errors import ConfigError, Interrupted
+from ..shipped import example_configs
 
 HELP = "run an experiment (the default one when no CONFIG is given)"
 SUMMARY_KEYS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampled", "mistakes_sampled",
@@ -22,8 +23,7 @@ SUMMARY_KEYS = ("rounds", "updates", "orm_queries", "prm_queries", "tokens_sampl
 
 def add_arguments(p):
     p.add_argument("config", nargs="?", help="a TOML config file, or the name of a shipped example config "
-                                             "(best_of_m, pg, pg_batch, pg_process, perceptron, sgd, default); "
-                                             "omit for the default")
+                                             f"({', '.join(example_configs())}); omit for the default")
     p.add_argument("--out", help="output folder (default: runs/<name>-<timestamp>)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config key")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -15,7 +15,8 @@ MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistak
            "barrier-zero": "barrier_zero", "token-lq-exact": "token_lq_exact",
            "fig1-pooled": "fig1_pooled",
            "per-sample-mixture": "per_sample_mixture",
-           "mistakes-log": "mistakes_log"}
+           "mistakes-log": "mistakes_log",
+           "pass-at-k": "pass_at_k"}
 NAMES = tuple(MODULES)
 
 

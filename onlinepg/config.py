@@ -233,8 +233,8 @@ SCHEMA = {
                             "−ln(support_zeta)/support_k (found in support_k samples with probability 1 − ζ)",
                             lo=0.0, hi=1.0, open_lo=True, open_hi=True),
         "support_k": Key(256, int, "support metrics: the sample count k of the threshold −ln ζ / k", lo=1),
-        "entropy_contexts": Key(64, int, "eval/'s entropy_ystar is averaged over the first this many test "
-                                "contexts (0: not computed, written as 0)", lo=0),
+        "entropy_contexts": Key(64, int, "eval/'s entropy_ystar and entropy_sampled are averaged over the first "
+                                "this many test contexts (0: not computed, written as 0)", lo=0),
         "progress": Key(True, bool, "show a progress bar (stderr)"),
     },
 }

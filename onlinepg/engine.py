@@ -34,6 +34,7 @@ from .kernels.codes import COUNTERS, TRACE_COLUMNS, TRACE_SCHEMA
 from .learners import make_learner
 from .schedule import Schedule, checkpoint_interval  # noqa: F401 (checkpoint_interval: re-exported)
 from .policy import Policy
+from .seeds import derive_seed
 from .trace import PartWriter, run_metadata, write_json
 
 EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np.float64,
@@ -41,7 +42,7 @@ EVAL_SCHEMA = {"round": np.int64, "test_error": np.float64, "test_error_avg": np
                                                   for c in COUNTERS},
                "crossover_k": np.int64, "delta_se": np.float64, "support_preserved": np.float64,
                "support_shrunk": np.float64, "support_expanded": np.float64, "srr": np.float64, "ndr": np.float64,
-               "entropy_ystar": np.float64}
+               "entropy_ystar": np.float64, "entropy_sampled": np.float64}
 TRACKED_SCHEMA = {"round": np.int64, "tracked_id": np.int64, "context_id": np.int64, "loglik_star": np.float64,
                   "likelihood": np.float64}
 PASSK_SCHEMA = {"round": np.int64, "k": np.int64, "pass_at_k": np.float64, "base_pass_at_k": np.float64}
@@ -122,6 +123,12 @@ class Evaluator:
                      np.ascontiguousarray(test.Ystar[:n]), np.empty(n),
                      policy.features.kernels.entropy_batch if n else None)   # parallel even for few rows: each
         #                                                   row is a whole N·k sweep (fig1: 62 µs), bits the same
+        # the sampled entropy's draws: evaluation at round t, context b draws from stream t·n + b of its own seed,
+        # so they do not touch the learner's streams and a resumed run draws the same ones
+        N = policy.features.N
+        self._ent_seed = derive_seed(run.seed, "entropy")
+        self._ent_draw = (np.empty((n, 4), np.uint64), np.empty((n, N), np.int64), np.empty((n, N)), np.empty(n),
+                          np.empty(n), np.empty(n), policy.features.kernel("sample_batch", n) if n else None)
         if tracked is not None:
             self._score_tracked = policy.scorer(tracked.X, tracked.J, tracked.Ystar)
             self._tracked_ids = {"tracked_id": np.arange(len(tracked.J)), "context_id": tracked.J.astype(np.int64)}
@@ -134,20 +141,22 @@ class Evaluator:
         row = {"round": [round_], "test_error": [err], "test_error_avg": [self.err_sum / self.count],
                "mean_loglik_star": [float(ll.mean())]}
         row.update({name: [counters[i]] for i, name in enumerate(COUNTERS)})
-        practice, pass_k = self._practice(ll, err, policy)
+        practice, pass_k = self._practice(ll, err, policy, round_)
         row.update({key: [value] for key, value in practice.items()})
         eval_w.append(row)
         passk_w.append({"round": np.full(len(self.ks), round_), "k": self.ks.astype(np.int64),
                         "pass_at_k": pass_k, "base_pass_at_k": self.base_pass})
         return err
 
-    def _practice(self, ll, err, policy):
+    def _practice(self, ll, err, policy, round_):
         """The eval row's RLVR metrics of log-likelihoods ``ll`` (test error ``err``), and pass@k on the grid:
         the crossover k* — the smallest grid k at which the base's pass@k exceeds the policy's, 0 if the policy
         does not lead at the grid's first k, −1 if it leads on the whole grid —, ΔSE = base pass@K − policy
         pass@1 (K = run.delta_se_k; pass@1 = 1 − err), the support fractions with SRR = kept/(kept + lost) (1
-        when the base's support is empty) and NDR = gained/(kept + gained) (0 when the policy's is), and the mean
-        per-token entropy of the policy along y*'s prefixes over the first run.entropy_contexts test contexts."""
+        when the base's support is empty) and NDR = gained/(kept + gained) (0 when the policy's is), the mean
+        per-token entropy of the policy along y*'s prefixes over the first run.entropy_contexts test contexts, and
+        the sampled sequence-level entropy on the same contexts: (1/N) Σ_i H(p_w(·|x, ŷ_<i)) along one on-policy
+        sample ŷ per context (the chain rule makes it unbiased for H(p_w(·|x))/N), averaged."""
         pass_k = np.empty(len(self.ks))
         K.pass_at_k(ll, self.ks, pass_k)
         if not pass_k[0] > self.base_pass[0]:
@@ -157,13 +166,21 @@ class Evaluator:
             cross = int(self.ks[over[0]]) if len(over) else -1
         kept, lost, gained = K.support_fractions(self.base_ll, ll, self._log_eps)
         X, J, Y, ent, kernel = self._ent
+        sampled = 0.0
         if kernel is not None:
-            kernel(policy.features.fm, policy.w, X, J, Y, ent)
+            fm, w = policy.features.fm, policy.w
+            kernel(fm, w, X, J, Y, ent)
+            ystar_entropy = float(ent.mean()) / policy.features.N
+            states, Yh, lse, lp, lq, ent2, sample = self._ent_draw
+            K.seed_streams(self._ent_seed, round_ * len(J), states)
+            sample(fm, w, w, X, J, K.POLICY, 0.0, states, Yh, lse, lp, lq)
+            kernel(fm, w, X, J, Yh, ent2)
+            sampled = float(ent2.mean()) / policy.features.N
         return {"crossover_k": cross, "delta_se": self._base_pass_se - (1.0 - err), "support_preserved": kept,
                 "support_shrunk": lost, "support_expanded": gained,
                 "srr": kept / (kept + lost) if kept + lost > 0 else 1.0,
                 "ndr": gained / (kept + gained) if kept + gained > 0 else 0.0,
-                "entropy_ystar": float(ent.mean()) / policy.features.N if kernel is not None else 0.0}, pass_k
+                "entropy_ystar": ystar_entropy if kernel is not None else 0.0, "entropy_sampled": sampled}, pass_k
 
     def track(self, policy, round_, tracked_w):
         """The tracked contexts' exact log-likelihoods at ``round_`` (nothing if the run tracks none)."""

@@ -16,7 +16,9 @@ from onlinepg.build import ContextStream, build_task
 from onlinepg.engine import run
 from onlinepg.tasks import CellsTask
 from onlinepg.trace import read_table
+from onlinepg.seeds import derive_seed
 from reference import Model, sequence_loglik, token_probs
+from reference_online import sample_policy_batch
 
 
 def teacher_ystar(task, X):
@@ -208,6 +210,13 @@ def test_practice_metrics_match_the_oracle(finished):
         n = min(cfg.run.entropy_contexts, len(J))
         ent = [float(-np.sum(P * np.log(P))) for P in (token_probs(model, w, X[b], int(J[b]), Y[b]) for b in range(n))]
         assert ev["entropy_ystar"][i] == pytest.approx(np.mean(ent) / cfg.task.N, rel=1e-10)
+        # the sampled entropy: one on-policy draw per context from stream t·n + b of the run's "entropy" seed,
+        # the exact next-token entropies along it (the reference's own sampler and probabilities)
+        seed = derive_seed(cfg.run.seed, "entropy")
+        Yh = sample_policy_batch(model, w, X[:n], J[:n], seed, t * n)
+        ent = [float(-np.sum(P * np.log(P))) for P in (token_probs(model, w, X[b], int(J[b]), Yh[b])
+                                                       for b in range(n))]
+        assert ev["entropy_sampled"][i] == pytest.approx(np.mean(ent) / cfg.task.N, rel=1e-10)
         inb, inp = np.exp(base) >= eps, np.exp(ll) >= eps
         assert ev["support_preserved"][i] == pytest.approx(np.mean(inb & inp))
         assert ev["support_shrunk"][i] == pytest.approx(np.mean(inb & ~inp))

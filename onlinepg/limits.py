@@ -26,8 +26,8 @@ from .schedule import checkpoint_interval
 
 F8 = 8                      # float64 / int64 bytes
 TRACE_WIDTH = len(TRACE_SCHEMA)     # per-round trace columns (rounds/), every one 8 bytes
-EVAL_WIDTH = 4 + NCOUNT + 8  # eval/ columns (engine.EVAL_SCHEMA): round, test error, its average, mean loglik,
-#                      the counters, and the 8 RLVR metrics (crossover k, ΔSE, three support fractions, SRR, NDR, entropy)
+EVAL_WIDTH = 4 + NCOUNT + 9  # eval/ columns (engine.EVAL_SCHEMA): round, test error, its average, mean loglik,
+#        the counters, and the 9 RLVR metrics (crossover k, ΔSE, three support fractions, SRR, NDR, two entropies)
 TRACKED_WIDTH = 5           # tracked/ columns (engine.TRACKED_SCHEMA)
 PASSK_WIDTH = 4             # passk/ columns (engine.PASSK_SCHEMA), one row per run.pass_k entry and evaluation
 PART_BYTES = 8 * 2**10      # fixed bytes of one Parquet part: footer, schema, the resolved config in the metadata

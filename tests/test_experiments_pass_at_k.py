@@ -19,7 +19,7 @@ def test_crossover_is_the_first_k_where_the_base_leads_by_the_margin():
 def test_the_right_engine_passes_every_check(tmp_path):
     ctx = run_experiment("pass-at-k", "small", tmp_path / "ok", log=lambda *_: None)
     assert _verdict(ctx) == dict.fromkeys(CAUGHT, True)
-    assert ctx.seeds == [50, 51, 52]
+    assert ctx.seeds == [50, 51]
     assert any(n.startswith("Crossover k*") for n in ctx.notes)
     assert [f.name for f in ctx.figures] == ["pass-at-k.png"]
     assert_figure(ctx.figures[0], min_size=(400, 250))

@@ -333,6 +333,25 @@ def pyplot():
     return plt
 
 
+def pass_at_k_figure(ctx, stem, title, base, arms, legend_size=8):
+    """One pass@k figure (the experiments that read passk/): the base's curve ``base`` = (k, pass@k) dashed, and
+    each of ``arms`` = [(k, pass@k, colour, label)], on log₂ k axes; written as ``stem`` through ``ctx.figure``."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    ax.plot(*base, "k--", lw=1.5, label="base")
+    for k, curve, colour, label in arms:
+        ax.plot(k, curve, "-", color=colour, lw=1.7, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("k (samples per context)")
+    ax.set_ylabel("pass@k on the held-out contexts (exact)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=legend_size)
+    ctx.figure(fig, stem)
+    plt.close(fig)
+
+
 def markdown_table(rows, columns, fmt=None):
     fmt = fmt or {}
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

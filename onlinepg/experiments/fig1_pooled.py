@@ -29,7 +29,7 @@ import numpy as np
 from ..trace import read_table
 from ..weights import load_policy
 from . import fig1
-from .common import markdown_table, pyplot
+from .common import markdown_table, pass_at_k_figure
 
 
 def _engine(arm):
@@ -78,20 +78,8 @@ def _practice(ctx, passk):
         ctx.notes.append(f"pass@k (exact, mean over seeds), {a.upper()}: pass@1 {mean[a][0]:.3f} against the base's "
                          f"{base[0]:.3f}, pass@{int(k[-1])} {mean[a][-1]:.3f} against {base[-1]:.3f}; it {cross} "
                          "(reported, not a check).")
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.plot(k, base, "k--", lw=1.5, label="base")
-    for a in arms:
-        ax.plot(k, mean[a], "-", color=fig1.COLOURS[a], lw=1.8, label=fig1.LABELS[a])
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("k (samples per context)")
-    ax.set_ylabel("pass@k on the held-out contexts (exact)")
-    ax.set_title(f"fig1 after post-training: pass@k, mean over {len(ctx.seeds)} seeds", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ctx.figure(fig, "fig1-pooled-pass-at-k")
-    plt.close(fig)
+    pass_at_k_figure(ctx, "fig1-pooled-pass-at-k", f"fig1 after post-training: pass@k, mean over {len(ctx.seeds)} "
+                     "seeds", (k, base), [(k, mean[a], fig1.COLOURS[a], fig1.LABELS[a]) for a in arms])
 
 
 def run(ctx):

@@ -35,7 +35,7 @@ import numpy as np
 from ..trace import read_table
 from . import fig1
 from .fig1_pooled import _final_likelihoods
-from .common import markdown_table, pyplot
+from .common import markdown_table, pass_at_k_figure
 
 OUTCOME_ARMS = ("orm", "grpo", "raft", "pass_k")
 ARMS = OUTCOME_ARMS + ("prm",)
@@ -178,19 +178,7 @@ def _verdicts(ctx, p, curves, K):
 
 
 def _figure(ctx, curves):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.6, 4.4))
     k, _, base = _mean_curve(curves, "orm", ctx.seeds, "last")
-    ax.plot(k, base, "k--", lw=1.5, label="base")
-    for a in ARMS:
-        k, pol, _ = _mean_curve(curves, a, ctx.seeds, "last")
-        ax.plot(k, pol, "-", color=COLOURS[a], lw=1.6, label=LABELS[a])
-    ax.set_xscale("log", base=2)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("k (samples per context)")
-    ax.set_ylabel("pass@k on the held-out contexts (exact)")
-    ax.set_title(f"after post-training, one sample budget: pass@k, mean over {len(ctx.seeds)} seeds", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    ctx.figure(fig, "pass-at-k")
-    plt.close(fig)
+    arms = [(*_mean_curve(curves, a, ctx.seeds, "last")[:2], COLOURS[a], LABELS[a]) for a in ARMS]
+    pass_at_k_figure(ctx, "pass-at-k", f"after post-training, one sample budget: pass@k, mean over {len(ctx.seeds)} "
+                     "seeds", (k, base), arms, legend_size=7)

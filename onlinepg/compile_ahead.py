@@ -24,16 +24,37 @@ class Ahead:
             self.proc = None
 
 
-def _loglik_call(features, rows, name=None):
-    """(kernel, args) of the call ``Policy.scorer`` makes for ``rows`` rows (here of zeros): the same kernel (or
-    the kernel ``name`` of the map's namespace) and argument types as a run's evaluations."""
+def _eval_call(features, rows, name):
+    """(kernel, args) of the call a run's evaluations make of kernel ``name`` (a name in the map's namespace:
+    ``loglik_batch[_serial]`` as ``Policy.scorer`` calls it, ``entropy_batch``, ``sample_batch[_serial]`` as the
+    evaluator's entropies call them) for ``rows`` rows of zeros: the same kernel and argument types."""
     import numpy as np
+    from .kernels.codes import POLICY
     from .policy import Policy
     w = Policy(features).w
     X, J = np.zeros((rows, features.context_dim)), np.zeros(rows, np.int64)
     Y = np.zeros((rows, features.N), np.int64)
-    kernel = features.kernel("loglik_batch", rows) if name is None else getattr(features.kernels, name)
-    return kernel, (features.fm, w, X, J, Y, np.empty(rows), np.empty(rows), np.empty((rows, features.N)))
+    kernel = getattr(features.kernels, name)
+    if name.startswith("loglik_batch"):
+        return kernel, (features.fm, w, X, J, Y, np.empty(rows), np.empty(rows), np.empty((rows, features.N)))
+    if name.startswith("entropy_batch"):
+        return kernel, (features.fm, w, X, J, Y, np.empty(rows))
+    states = np.zeros((rows, 4), np.uint64)
+    return kernel, (features.fm, w, w, X, J, POLICY, 0.0, states, Y, np.empty((rows, features.N)), np.empty(rows),
+                    np.empty(rows))
+
+
+def _eval_kernels(features, rows, entropy_rows):
+    """{kernel name: rows} of the kernels a run's evaluations call: the scorer's ``loglik_batch`` twin for each row
+    count in ``rows``, and, for ``entropy_rows`` > 0 contexts, ``entropy_batch`` (parallel at any size, as the
+    evaluator calls it) and the ``sample_batch`` twin of the sampled entropy."""
+    names = {}
+    for n in sorted({int(r) for r in rows if r}):
+        names.setdefault(features.kernel("loglik_batch", n).py_func.__name__, n)
+    if entropy_rows:
+        names.setdefault("entropy_batch", entropy_rows)
+        names.setdefault(features.kernel("sample_batch", entropy_rows).py_func.__name__, entropy_rows)
+    return names
 
 
 def _cached(kernel, args):
@@ -47,9 +68,10 @@ def _cached(kernel, args):
         return False
 
 
-def ahead(features, rows):
-    """Start compiling, in a helper process, the ``loglik_batch`` kernels a run's evaluations of ``rows`` (the
-    test set's and the tracked contexts' row counts) will call, unless the Numba cache already holds them.
+def ahead(features, rows, entropy_rows=0):
+    """Start compiling, in a helper process, the kernels a run's evaluations will call — ``loglik_batch`` for
+    ``rows`` (the test set's and the tracked contexts' row counts) and the entropies' kernels for ``entropy_rows``
+    contexts (``_eval_kernels``) — unless the Numba cache already holds them.
 
     Numba compiles on one core, and a cold first run spends about a third of its compile time on these kernels
     (the default job: 6 of 19 s); the helper compiles them on the other core while the run compiles its context,
@@ -64,10 +86,9 @@ def ahead(features, rows):
     if config.DISABLE_JIT or features.kind == "custom":
         return Ahead()
     todo = {}                           # kernel name → rows: one call per kernel (the argument types are the same)
-    for n in sorted({int(r) for r in rows if r}):
-        kernel, args = _loglik_call(features, n)
-        if not _cached(kernel, args):   # the helper is told the kernel by name: the run's choice of twin stands
-            todo.setdefault(kernel.py_func.__name__, n)
+    for name, n in _eval_kernels(features, rows, entropy_rows).items():
+        if not _cached(*_eval_call(features, n, name)):   # told by name: the run's choice of twin stands
+            todo[name] = n
     if not todo:
         return Ahead()
     spec = {f: getattr(features, f) for f in _SPEC_FIELDS}
@@ -86,7 +107,7 @@ def _ahead_main(arg):
     job = json.loads(arg)
     features = FeatureSpec(**job["spec"])
     for name, n in job["calls"].items():
-        kernel, args = _loglik_call(features, n, name)
+        kernel, args = _eval_call(features, n, name)
         kernel(*args)
 
 

@@ -325,7 +325,8 @@ def _run(cfg, claim, resume, t_start):
     test = test_batch(task, cfg)
     tracked = tracked_batch(task, test, cfg)
     # a cold cache: the evaluations' kernels compile in a helper process meanwhile (onlinepg.compile_ahead.ahead)
-    helper = ahead(task.features, [len(test.J), 0 if tracked is None else len(tracked.J)])
+    helper = ahead(task.features, [len(test.J), 0 if tracked is None else len(tracked.J)],
+                   min(cfg.run.entropy_contexts, len(test.J)))
     ckpt_dir = out / "checkpoints"
     t_base = time.perf_counter()
     base = build_base(task, cfg)

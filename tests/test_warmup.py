@@ -44,16 +44,20 @@ def test_compile_ahead_skips_cached_kernels_and_its_helper_compiles_what_is_miss
     import onlinepg as op
     from onlinepg import compile_ahead
     spec = op.FeatureSpec("bigram", 4, 3, d=6)
-    kernel, args = compile_ahead._loglik_call(spec, 7)
+    kernel, args = compile_ahead._eval_call(spec, 7, "loglik_batch_serial")
     kernel(*args)                                   # compiled (or loaded) here: now in the cache
     assert kernel is spec.kernel("loglik_batch", 7)
+    assert compile_ahead._eval_kernels(spec, [7, 0], 5) == {"loglik_batch_serial": 7, "entropy_batch": 5,
+                                                            "sample_batch_serial": 5}
+    for name, n in compile_ahead._eval_kernels(spec, [7], 5).items():
+        compile_ahead._eval_call(spec, n, name)[0](*compile_ahead._eval_call(spec, n, name)[1])   # types accepted
     assert compile_ahead._cached(kernel, args)
     assert not compile_ahead._cached(kernel, args[:-1] + (np.empty((7, 3), np.int64),))    # other types: not cached
     assert compile_ahead.ahead(spec, [7, 0]).proc is None
     custom = op.FeatureSpec("custom", 4, 3, d=6, D_custom=spec.D, phi=njit(lambda x, y, i, a, out: None))
     assert compile_ahead.ahead(custom, [7]).proc is None
     monkeypatch.setattr(compile_ahead, "_cached", lambda kernel, args: False)
-    helper = compile_ahead.ahead(spec, [7, 2])
+    helper = compile_ahead.ahead(spec, [7, 2], 3)
     assert helper.proc is not None and helper.proc.wait(120) == 0
     helper.wait()
     assert helper.proc is None

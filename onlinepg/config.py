@@ -304,6 +304,12 @@ class _AlgoProps(_Section):
         return self.name != "grpo" and (self.baseline == "batch_mean" or (self.baseline == "loo" and self.group == 1))
 
     @property
+    def clip_high(self):
+        """The ratio's clip above 1 a grpo step uses: algo.epsilon_high, or algo.epsilon when that is 0 (TRL's
+        None)."""
+        return self.epsilon_high or self.epsilon
+
+    @property
     def loss_length(self):
         """The per-response length a grpo loss divides by: max_completion_length for dr_grpo (0: N), else 0 (the
         response's own N tokens)."""

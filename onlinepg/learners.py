@@ -80,7 +80,7 @@ class BatchLearner(Learner):
             self.params = K.step_params(mode, a.reward, "none", self.G, False, 1.0 / (self.B * (a.loss_length or N)),
                                         kernel=self.kind, iterations=a.num_iterations, estimator=a.adv_estimator,
                                         scale_rewards=a.scale_rewards, epsilon=a.epsilon,
-                                        epsilon_high=a.epsilon_high or a.epsilon, beta=a.beta,
+                                        epsilon_high=a.clip_high, beta=a.beta,
                                         entropy_coeff=a.entropy_coeff, pass_k=a.pkpo_k)
         else:
             self.params = K.step_params(mode, a.reward, a.baseline, 1 if a.whole_batch else self.G, a.std_scale,

@@ -7,7 +7,7 @@ import pytest
 
 from onlinepg.experiments import fig1_pooled, run_experiment
 from figure_check import assert_figure
-from wrong_steps import wrong_fused_step
+from wrong_steps import in_arm, wrong_fused_step
 from verdicts import verdicts as _verdict
 
 
@@ -30,14 +30,10 @@ def test_the_right_engine_passes_every_check(tmp_path):
     assert any("pass@k (exact" in n and "ORM" in n for n in ctx.notes)
 
 
-def _in_arm(arm, mode):
-    return lambda a: wrong_fused_step(mode) if a == arm else fig1_pooled.contextlib.nullcontext()
-
-
 WRONG = {   # variant: (how it is swapped in, the checks it must fail)
-    "orm_does_not_learn": (("_engine", _in_arm("orm", "zero")), {"orm_learns_reachable"}),
-    "orm_sign_flipped": (("_engine", _in_arm("orm", "flip")), {"orm_learns_reachable"}),
-    "prm_does_not_learn": (("_engine", _in_arm("prm", "zero")), {"prm_above_orm_off_support",
+    "orm_does_not_learn": (("_engine", in_arm("orm", "zero")), {"orm_learns_reachable"}),
+    "orm_sign_flipped": (("_engine", in_arm("orm", "flip")), {"orm_learns_reachable"}),
+    "prm_does_not_learn": (("_engine", in_arm("prm", "zero")), {"prm_above_orm_off_support",
                                                                   "orm_stuck_below_budget"}),
     # an outcome reward that leaks where the response goes wrong: the ORM arm gets the process reward
     # (supervised steps in its place are no such variant here: 600 of them leave these centres unsolved too)

@@ -6,7 +6,7 @@ import pytest
 
 from onlinepg.experiments import pass_at_k, run_experiment
 from figure_check import assert_figure
-from wrong_steps import wrong_fused_step
+from wrong_steps import in_arm
 from verdicts import verdicts as _verdict
 
 
@@ -28,16 +28,12 @@ def test_the_right_engine_passes_every_check(tmp_path):
         assert len({rows[a, s]["orm_queries"] for a in pass_at_k.OUTCOME_ARMS}) == 1
 
 
-def _in_arm(arm, mode):
-    return lambda a: wrong_fused_step(mode) if a == arm else pass_at_k.contextlib.nullcontext()
-
-
 _right = pass_at_k._arm_overrides
 WRONG = {   # variant: (how it is swapped in, the checks it must fail)
     # the ORM arm gets the process reward: an outcome reward that leaks where the response goes wrong
     "orm_reward_leaks_prefixes": (("_arm_overrides", lambda arm, p: _right("prm" if arm == "orm" else arm, p)),
                                   {"prm_above_outcome_below_budget", "prm_above_outcome_at_large_k"}),
-    "prm_sign_flipped": (("_engine", _in_arm("prm", "flip")), {"prm_above_outcome_below_budget",
+    "prm_sign_flipped": (("_engine", in_arm("prm", "flip")), {"prm_above_outcome_below_budget",
                                                                "prm_above_outcome_at_large_k"}),
     "pass_k_is_grpo": (("_arm_overrides", lambda arm, p: _right("grpo" if arm == "pass_k" else arm, p)),
                        {"pass_k_trades_pass_at_1"}),

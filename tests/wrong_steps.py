@@ -31,6 +31,12 @@ def drivers(mode):
     return _DRIVERS[mode]
 
 
+def in_arm(arm, mode):
+    """An experiment's ``_engine(arm)`` stand-in: the wrong fused step ``mode`` for ``arm``, the right one for the
+    others."""
+    return lambda a: wrong_fused_step(mode) if a == arm else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def wrong_fused_step(mode):
     """Runs started inside use the wrong fused step (the engine looks its drivers up by name in ``kernels``)."""

@@ -34,18 +34,23 @@ from .report import LoadMeter, Section, human, verdict
 K_CLASSES, D_CONTEXT = 10, 20
 TASK = {"kind": "teacher", "d": D_CONTEXT, "k": K_CLASSES, "N": 1, "contexts": "rademacher", "seed": 0}
 SPEED_TARGET = 20.0        # onlinepg rounds/s ≥ 20× VW's
+FLOOR_TARGET = 0.75        # the engine end to end at ≥ 75 % of the fused per-round floor (issue 22)
+GRID_K, GRID_D = (10, 50, 200), (20, 100, 1000)
+GRID_WORK = 4e8            # a grid cell plays about GRID_WORK / (k·d) rounds, within GRID_ROUNDS
+GRID_ROUNDS = (20_000, 200_000)
 
 
-def _config(algo, rounds):
-    return {"task": dict(TASK), "algo": {"name": algo, "behaviour": "policy", "lr_rule": "adaptive"},
+def _config(algo, rounds, k=K_CLASSES, d=D_CONTEXT):
+    return {"task": dict(TASK, k=k, d=d), "algo": {"name": algo, "behaviour": "policy", "lr_rule": "adaptive"},
             "run": {"rounds": rounds, "progress": False, "eval_every": rounds, "trace_every": 100}}
 
 
-def make_stream(T):
-    """The first T contexts of the engine's stream for TASK: X float64[T, 20], J int64[T], Ystar int64[T, 1]."""
+def make_stream(T, k=K_CLASSES, d=D_CONTEXT):
+    """The first T contexts of the engine's stream for TASK (at k classes, d features): X float64[T, d],
+    J int64[T], Ystar int64[T, 1]."""
     from onlinepg import config as C
     from onlinepg.build import ContextStream, build_task
-    cfg = C.resolve(_config("pg", T))
+    cfg = C.resolve(_config("pg", T, k, d))
     b = ContextStream(build_task(cfg), cfg).batch(0, T)
     return b.X, b.J, b.Ystar
 
@@ -53,14 +58,14 @@ def make_stream(T):
 class OnlinepgLearner:
     """onlinepg's per-round kernel on a slice of the precomputed stream, set up exactly as the engine does."""
 
-    def __init__(self, algo, X, J, Ystar):
+    def __init__(self, algo, X, J, Ystar, k=K_CLASSES):
         from onlinepg import config as C
         from onlinepg.build import ContextStream, build_base, build_task
         from onlinepg.kernels import codes
         from onlinepg.kernels.rounds import DRIVERS
         from onlinepg.learners import make_learner
         from onlinepg.policy import Policy
-        cfg = C.resolve(_config(algo, len(X)))
+        cfg = C.resolve(_config(algo, len(X), k, X.shape[1]))   # the kernels trust the shapes: X's d, this k
         task = build_task(cfg)
         base = build_base(task, cfg)
         self.L = make_learner(cfg, ContextStream(task, cfg), Policy(task.features, base.w), base)
@@ -83,11 +88,11 @@ class OnlinepgLearner:
 class VWLearner:
     """Vowpal Wabbit contextual bandit on a multiclass stream: ``--cbify K``, default ε-greedy."""
 
-    name = "Vowpal Wabbit --cbify 10 (ε-greedy, ε = 0.05)"
+    name = f"Vowpal Wabbit --cbify {K_CLASSES} (ε-greedy, ε = 0.05)"
 
-    def __init__(self, X, y, horizon):
+    def __init__(self, X, y, horizon, k=K_CLASSES):
         import vowpalwabbit
-        self.ws = vowpalwabbit.Workspace(f"--cbify {K_CLASSES} --quiet --random_seed 0")
+        self.ws = vowpalwabbit.Workspace(f"--cbify {k} --quiet --random_seed 0")
         pos = [f"f{c}:1" for c in range(X.shape[1])]
         neg = [f"f{c}:-1" for c in range(X.shape[1])]
         # VW labels are 1-based; the label only lets cbify compute the 0/1 cost of the action VW chose
@@ -105,6 +110,11 @@ class VWLearner:
     @property
     def mistakes(self):
         return int(round(self.ws.get_sum_loss()))
+
+    def close(self):
+        """Free the workspace now: a VW workspace dropped without ``finish()`` can crash the process (a double
+        free seen at d = 100) when the next one is made."""
+        self.ws.finish()
 
 
 class RiverLearner:
@@ -176,14 +186,71 @@ def interleaved(learners, horizons, slots, marks):
     return out
 
 
-def engine_check(T, expected_mistakes):
+def engine_check(T, expected_mistakes, k=K_CLASSES, d=D_CONTEXT):
     """The same config through ``onlinepg.engine.run`` (its own context generation, exact evaluation, Parquet
-    trace every 100th round): rounds/s end to end and whether its mistakes equal the kernel loop's."""
+    trace every 100th round): rounds/s end to end and whether its mistakes equal the kernel loop's (None: not
+    compared)."""
     import tempfile
     import onlinepg
     with tempfile.TemporaryDirectory() as tmp:
-        s = onlinepg.run(_config("pg", T), f"{tmp}/r")
+        s = onlinepg.run(_config("pg", T, k, d), f"{tmp}/r")
     return s["rounds_per_second"], s["mistakes_sampled"], s["mistakes_sampled"] == expected_mistakes
+
+
+def grid_cell(k, d, T, log):
+    """One cell of the k × d grid: the engine end to end (engine.run), its kernel loop, the fused floor
+    (bench.limit.bandit_floor) and VW --cbify k on the same T-round stream, back to back. Returns a dict, with
+    ``vw`` None (and ``vw_skipped`` the reason) when VW is missing."""
+    from .limit import bandit_floor
+    X, J, Ystar = make_stream(T, k, d)
+    y = np.ascontiguousarray(Ystar[:, 0])
+    lr = OnlinepgLearner("pg", X, J, Ystar, k)
+    t0 = time.perf_counter()
+    lr.process(0, T)
+    kernel_rps = T / (time.perf_counter() - t0)
+    bandit_floor(X[:10], y[:10], k, 7, np.zeros((d, k)))          # compile / load outside the clock
+    t0 = time.perf_counter()
+    bandit_floor(X, y, k, 7, np.zeros((d, k)))
+    floor_rps = T / (time.perf_counter() - t0)
+    eng_rps, eng_m, same = engine_check(T, lr.mistakes, k, d)
+    out = dict(k=k, d=d, rounds=T, engine_rps=eng_rps, engine_mistakes=eng_m, kernel_rps=kernel_rps,
+               kernel_mistakes=lr.mistakes, engine_equals_kernel=same, floor_rps=floor_rps, vw=None)
+    vw, why = _peer(lambda X_, y_, H: VWLearner(X_, y_, H, k), "vowpalwabbit", X, y, T)
+    if vw is None:
+        out["vw_skipped"] = why
+    else:
+        t0 = time.perf_counter()
+        vw.process(0, T)
+        out.update(vw=dict(rounds_per_second=T / (time.perf_counter() - t0), mistakes=vw.mistakes))
+        vw.close()
+    log(f"[2] grid k = {k}, d = {d}: engine {eng_rps:,.0f} rounds/s, floor {floor_rps:,.0f}"
+        + (f", VW {out['vw']['rounds_per_second']:,.0f}" if out["vw"] else ""))
+    return out
+
+
+def grid_rows(sec, quick, log):
+    """Section 2's k × d grid (issue 22): one row per cell, engine end to end against VW and the fused floor."""
+    ks, ds = ((10, 50), (20, 100)) if quick else (GRID_K, GRID_D)
+    lo, hi = (2_000, 2_000) if quick else GRID_ROUNDS
+    for k in ks:
+        for d in ds:
+            T = int(min(hi, max(lo, GRID_WORK // (k * d))))
+            c = grid_cell(k, d, T, log)
+            what = f"N = 1 grid, k = {k}, d = {d} ({T:,} rounds): engine.run vs Vowpal Wabbit --cbify {k}"
+            target = f"≥ {SPEED_TARGET:.0f}× VW and ≥ {FLOOR_TARGET:.0%} of the floor"
+            floor = c["engine_rps"] / c["floor_rps"]
+            if c["vw"] is None:
+                sec.add(what, target=target, skipped=c["vw_skipped"], data=c)
+                continue
+            vw = c["vw"]
+            speed = c["engine_rps"] / vw["rounds_per_second"]
+            sec.add(what, f"{human(c['engine_rps'])} vs {human(vw['rounds_per_second'])} rounds/s; mistakes "
+                    f"{c['engine_mistakes']:,} vs {vw['mistakes']:,}",
+                    f"{speed:.1f}× VW; engine at {floor:.0%} of the floor", target,
+                    verdict(speed >= SPEED_TARGET and floor >= FLOOR_TARGET),
+                    note=f"kernel loop {human(c['kernel_rps'])} rounds/s, fused floor {human(c['floor_rps'])} "
+                         f"rounds/s; engine.run's mistakes equal the kernel loop's: "
+                         f"{'yes' if c['engine_equals_kernel'] else 'NO'}", data=c)
 
 
 def run(quick=False, log=print):
@@ -247,6 +314,11 @@ def run(quick=False, log=print):
         why = skipped["vw"][1]
         sec.add("Streaming N = 1, rounds/s vs Vowpal Wabbit", target=f"≥ {SPEED_TARGET:.0f}×", skipped=why)
         sec.add(f"Streaming N = 1, online mistakes at {T:,} rounds", target="fewer than VW ε-greedy", skipped=why)
+    with LoadMeter() as meter:
+        grid_rows(sec, quick, log)
+    if meter.others is not None:
+        sec.notes.append(f"The k × d grid ({meter.seconds:.0f} s, each cell's learners back to back): other processes "
+                         f"kept {meter.others:.2f} cores busy meanwhile.")
     return sec
 
 

@@ -30,8 +30,37 @@ from pathlib import Path
 from .report import PRISTINE_ENV, LoadMeter, Section, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
-COLD_TARGET_S, WARM_TARGET_S = 30.0, 2.0
-DEFAULT_JOB_COLD_TARGET_S = 20.0
+COLD_TARGET_S, WARM_TARGET_S = 45.0, 1.5          # issue 22's targets
+DEFAULT_JOB_COLD_TARGET_S = 12.0
+TOP_COMPILERS = 8
+
+
+def compile_clock():
+    """A Numba compile-event listener, registered: ``.seconds`` maps each compiled function (module.qualname) to
+    its exclusive compile seconds (its own typing, lowering and LLVM time, the functions it compiled on the way
+    excluded), ``.count`` to how many signatures it compiled. Numba's own overloads are counted too."""
+    import collections
+    from numba.core import event
+
+    class Clock(event.Listener):
+        def __init__(self):
+            self.stack, self.seconds, self.count = [], collections.Counter(), collections.Counter()
+
+        def on_start(self, ev):
+            f = ev.data["dispatcher"].py_func
+            self.stack.append([f"{f.__module__}.{f.__qualname__}", time.perf_counter(), 0.0])
+
+        def on_end(self, ev):
+            name, t0, inner = self.stack.pop()
+            dt = time.perf_counter() - t0
+            self.seconds[name] += dt - inner
+            self.count[name] += 1
+            if self.stack:
+                self.stack[-1][2] += dt
+
+    clock = Clock()
+    event.register("numba:compile", clock)
+    return clock
 
 
 def _tour_configs():
@@ -43,6 +72,7 @@ def probe():
     """Run in the measured subprocess: import, the whole tour, then the tour again (every kernel already
     loaded: the runs' own work). Prints one JSON line of timings."""
     t0 = time.perf_counter()
+    clock = compile_clock()
     import onlinepg
     import onlinepg.engine  # noqa: F401 - the import is part of what is timed
     from onlinepg.warmup import rows_decide
@@ -57,7 +87,10 @@ def probe():
         for i, (name, cfg) in enumerate(_tour_configs()):
             onlinepg.run(cfg, f"{tmp}/again-{i}")
         t3 = time.perf_counter()
-    print(json.dumps(dict(import_s=t1 - t0, runs=runs, tour_s=t2 - t1, tour_again_s=t3 - t2, exit_t=t3)))
+    top = [dict(name=n.replace("onlinepg.kernels.", ""), seconds=v, signatures=clock.count[n])
+           for n, v in clock.seconds.most_common(TOP_COMPILERS)]
+    print(json.dumps(dict(import_s=t1 - t0, runs=runs, tour_s=t2 - t1, tour_again_s=t3 - t2, exit_t=t3,
+                          compile_s=sum(clock.seconds.values()), top_compilers=top)))
 
 
 def _subprocess(cache=None):
@@ -113,6 +146,17 @@ def default_job(cache=None):
     return dict(wall_s=wall, run_wall_s=summary["wall_seconds"], rounds=summary["rounds"])
 
 
+def warmup_command(cache):
+    """Wall seconds of `onlinepg warmup` (the tour in one worker process per CPU) on NUMBA_CACHE_DIR ``cache``."""
+    env = dict(PRISTINE_ENV, NUMBA_CACHE_DIR=cache)
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "onlinepg.cli", "warmup"], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"onlinepg warmup failed:\n{res.stderr[-3000:]}")
+    return dict(wall_s=time.perf_counter() - t0, jobs=os.cpu_count())
+
+
 def cold_warm():
     with tempfile.TemporaryDirectory(prefix="onlinepg-bench-cache-") as cache:
         return _subprocess(cache), _subprocess(cache)
@@ -141,25 +185,40 @@ def run(quick=False, log=print):
             log("[5] the default job (`onlinepg run`) on a fresh kernel cache, then again")
             with tempfile.TemporaryDirectory(prefix="onlinepg-bench-cache-") as cache:
                 job_cold, job_warm = default_job(cache), default_job(cache)
+            log("[5] `onlinepg warmup` on a fresh kernel cache")
+            with tempfile.TemporaryDirectory(prefix="onlinepg-bench-cache-") as cache:
+                warmup = warmup_command(cache)
         log(f"[5] peak RSS of {n_mem[0]:.0e}- and {n_mem[1]:.0e}-round bandit runs")
         rss = {n: peak_rss_mib(n) for n in n_mem}
     sec.load = meter.as_dict()
     if cold is None:
-        sec.add(cold_name, target=f"< {COLD_TARGET_S:.0f} s", skipped="--quick: it takes 30-60 s; run without --quick")
+        sec.add(cold_name, target=f"≤ {COLD_TARGET_S:.0f} s", skipped="--quick: it takes a minute or more; run without "
+                "--quick")
     else:
         top = sorted(cold["runs"], key=lambda r: -r["seconds"])[:3]
-        ok = cold["startup_s"] < COLD_TARGET_S
+        ok = cold["startup_s"] <= COLD_TARGET_S
         note = ("first runs that compiled most: " + ", ".join(f"{r['name']} {r['seconds']:.1f} s" for r in top)
-                + f"; the runs' own work ({cold['tour_again_s']:.2f} s, timed by repeating them) excluded")
+                + f"; the runs' own work ({cold['tour_again_s']:.2f} s, timed by repeating them) excluded. "
+                f"Numba's compile events: {cold['compile_s']:.1f} s compiling; the top compilers (own seconds, "
+                "callees excluded): " + ", ".join(f"{c['name']} {c['seconds']:.1f} s"
+                                                   + (f" ({c['signatures']} signatures)" if c["signatures"] > 1 else "")
+                                                   for c in cold["top_compilers"]))
         if not ok:
             note += (". Why: this tour runs every algorithm, so it compiles every per-round chunk driver "
                      "(kernels/rounds, one per algorithm) and the batch kernels; Numba compiles on one core. "
                      "`onlinepg warmup` compiles them in parallel processes")
-        sec.add(cold_name, f"{cold['startup_s']:.1f} s", target=f"< {COLD_TARGET_S:.0f} s", verdict=verdict(ok),
+        sec.add(cold_name, f"{cold['startup_s']:.1f} s", target=f"≤ {COLD_TARGET_S:.0f} s", verdict=verdict(ok),
                 note=note, data=cold)
+    warm_what = "`onlinepg warmup` on a fresh cache: the same tour in one worker process per CPU, whole command"
+    if quick:
+        sec.add(warm_what, skipped="--quick: it compiles every kernel; run without --quick")
+    else:
+        sec.add(warm_what, f"{warmup['wall_s']:.1f} s", f"{cold['startup_s'] / warmup['wall_s']:.2f}× faster than "
+                "the one-process cold compile" if cold else "", note=f"{warmup['jobs']} worker processes",
+                data=warmup)
     sec.add("Warm start-up (import + cached kernels of every algorithm)"
             + (" (--quick: the environment's cache)" if quick else ""), f"{warm['startup_s']:.2f} s",
-            target=f"< {WARM_TARGET_S:.0f} s", verdict=verdict(warm["startup_s"] < WARM_TARGET_S),
+            target=f"≤ {WARM_TARGET_S:.1f} s", verdict=verdict(warm["startup_s"] <= WARM_TARGET_S),
             note=f"import onlinepg {warm['import_s']:.2f} s; whole process {warm['process_s'] - warm['tour_again_s']:.2f} s "
                  f"with the {len(_tour_configs())} tiny runs' own work ({warm['tour_again_s']:.2f} s)" + _uncached_note(),
             data=warm)

@@ -93,11 +93,12 @@ def pairwise_sum(a):
 @njit(cache=True)
 def add_counts(counters, rounds, orm, prm, tokens, mistakes_sampled, mistakes_expected, updated):
     """Add one trace round's outcome to the cumulative counters: its rounds (1), reward queries, sampled tokens,
-    sampled and expected mistakes, and whether it updated the weights (a bool; the batched steps pass the number
-    of updates they applied, more than one under ``num_iterations``)."""
+    sampled and expected mistakes, and its updates (1 or 0 for a round; the number a batched step applied, more
+    than one under ``num_iterations``). Every argument is a float64, so the kernel compiles once for all its
+    callers (an int or bool constant would be typed as a literal and compile a copy per value)."""
     counters[C_MIST_EXPECTED] += mistakes_expected
     counters[C_MIST_SAMPLED] += mistakes_sampled
-    counters[C_UPDATES] += 1.0 * updated
+    counters[C_UPDATES] += updated
     counters[C_ROUNDS] += rounds
     counters[C_ORM] += orm
     counters[C_PRM] += prm

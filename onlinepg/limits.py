@@ -181,8 +181,11 @@ def available_bytes():
 
 def free_disk_bytes(out):
     """(folder, bytes free) of the file system ``out`` will be written to: that of its nearest existing ancestor,
-    plus what ``out`` already holds (a resumed run's own files are in the estimate, an overwritten run's are
-    freed); None when it cannot be told."""
+    plus what ``out`` already holds when it is an onlinepg folder (a resumed run's own files are in the estimate,
+    an overwritten run's are freed); None when it cannot be told. Any other existing folder is not walked: the
+    claim refuses it anyway, and ``--out /`` or a home folder must be refused at once, not after a walk of the
+    whole disk."""
+    from .outdir import MANIFEST
     folder = Path(out).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -190,7 +193,7 @@ def free_disk_bytes(out):
         free = shutil.disk_usage(folder).free
     except OSError:
         return None
-    if folder == Path(out).absolute() and folder.is_dir():
+    if folder == Path(out).absolute() and (folder / MANIFEST).is_file():
         free += sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names
                     if os.path.isfile(os.path.join(d, n)))
     return folder, free

@@ -396,6 +396,17 @@ def test_free_disk_space_is_that_of_the_nearest_existing_folder_plus_what_out_ho
     assert limits.free_disk_bytes(ws / "run") == (ws / "run", 10**9 + held)   # --resume / --overwrite reuse it
 
 
+def test_a_folder_that_is_not_onlinepgs_is_not_walked_for_its_size(ws, monkeypatch):
+    """``--out / --overwrite`` or a home folder is refused at once: the disk check does not first walk the whole
+    tree to count bytes an overwrite would free (it walked / for 8 s before the refusal)."""
+    _free_disk(monkeypatch, 10**9)
+    mine = ws / "mine"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "sub" / "thesis.tex").write_text("x" * 1000)
+    monkeypatch.setattr(limits.os, "walk", lambda *a, **k: pytest.fail("walked a folder onlinepg did not write"))
+    assert limits.free_disk_bytes(mine) == (mine, 10**9)
+
+
 def test_disk_estimate_is_not_below_what_a_run_writes(done_run):
     from onlinepg import config as C
     written = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(done_run) for n in names)

@@ -11,10 +11,11 @@ import sys
 EXPECTED = {
     1: ("onlinepg (Numba", "NumPy", "PyTorch", "GRPO step (G = 8", "TRL GRPOTrainer-style"),
     2: ("onlinepg PG", "Vowpal Wabbit", "River", "scikit-learn", "engine.run", "rounds/s vs Vowpal Wabbit",
+        "N = 1 grid, k = 10, d = 20", "N = 1 grid, k = 50, d = 100",
         "online mistakes"),
     3: ("cost per token vs N", "cost per token vs k", "1 vs 2 cores"),
     4: ("mul_compare", "exp_compare", "pg_floor", "the real PG step", "N = 1 bandit round", "against the per-token floor"),
-    5: ("Cold compile", "Warm start-up", "Default job, cold", "Default job, warm", "Peak RSS"),
+    5: ("Cold compile", "onlinepg warmup", "Warm start-up", "Default job, cold", "Default job, warm", "Peak RSS"),
     6: ("whole command", "projected to the same work"),
 }
 

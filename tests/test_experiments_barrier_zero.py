@@ -77,6 +77,11 @@ WRONG = {   # the wrong engine each check must catch, as the options an arm woul
 }
 # the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
 CAUGHT = set().union(*(caught for *_, caught in WRONG.values())) | {"prm_polynomial"}
+# One seed where the wrong engine fails by a wide margin even against a one-seed mean's band (√3 wider than the
+# three seeds'): measured, init_ignored's on-policy level at N = 4 is 3.9 bands off, exploration_ignores_base's
+# best-of-m level 8.2, on_policy_explores's on-policy level at N = 1 2.7, the outcome-learning PRM's log-log slope
+# 2.35 against the limit 1.25. constant_rate misses by less (1.16 bands at one seed) and keeps the three seeds.
+SEEDS = {"init_ignored": 1, "exploration_ignores_base": 1, "on_policy_explores": 1, "prm_as_outcome": 1}
 
 
 def test_the_right_engine_passes_every_check(tmp_path):
@@ -98,14 +103,14 @@ def test_each_wrong_engine_fails_its_checks(tmp_path, monkeypatch, variant):
     right = barrier_zero._arm_overrides
     monkeypatch.setattr(barrier_zero, "_arm_overrides", lambda arm, N: wrong(arm, N) if arm in arms
                         else right(arm, N))
-    ctx = run_experiment("barrier-zero", "small", tmp_path / variant, log=lambda *_: None)
+    ctx = run_experiment("barrier-zero", "small", tmp_path / variant, seeds=SEEDS.get(variant), log=lambda *_: None)
     verdict = _verdict(ctx)
     assert {name for name, ok in verdict.items() if not ok} >= caught, verdict
 
 
 def test_a_process_arm_that_were_an_outcome_learner_fails_prm_polynomial(tmp_path, monkeypatch):
     monkeypatch.setitem(barrier_zero.ARMS, "prm", ({"algo.name": "best_of_m"}, "orm_queries"))
-    ctx = run_experiment("barrier-zero", "small", tmp_path / "prm", log=lambda *_: None)
+    ctx = run_experiment("barrier-zero", "small", tmp_path / "prm", seeds=SEEDS["prm_as_outcome"], log=lambda *_: None)
     assert _verdict(ctx)["prm_polynomial"] is False
 
 

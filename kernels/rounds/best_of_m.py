@@ -1,5 +1,6 @@
 """Best-of-m exploration (docs/theory.md §4.3, Algorithm 1; a reconstruction): if the on-policy sample is wrong, draw up
 to m whole responses from ½q₀ + ½Unif and learn from the first correct one."""
+import numpy as np
 from numba import njit
 
 from ..codes import MIXTURE
@@ -19,7 +20,7 @@ def best_of_m_round(p, fm, w, w0, G2, x, j, ystar, ws):
         ws.lsetry[:] = ws.lsec
     else:
         for _ in range(p.m):
-            sample_sequence(fm, w, w0, x, j, MIXTURE, 0.0, ws.state, ws.ytry, ws.lsetry, ws.seq)
+            sample_sequence(fm, w, w0, x, j, np.int64(MIXTURE), 0.0, ws.state, ws.ytry, ws.lsetry, ws.seq)
             tokens += N
             orm += 1
             if equal(ws.ytry, ystar):
@@ -29,6 +30,6 @@ def best_of_m_round(p, fm, w, w0, G2, x, j, ystar, ws):
     if found:
         reward = 1.0
         fill(ws.adv, 1.0)
-        accumulate_grad(fm, w, x, j, ws.ytry, ws.adv, ws.lsetry, True, 1.0, ws.g, ws.seq)
+        accumulate_grad(fm, w, x, j, ws.ytry, ws.adv, ws.lsetry, np.bool_(True), 1.0, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, reward, orm, 0, tokens, eta, gsq

@@ -97,7 +97,7 @@ def score_and_commit(fm, w, w0, x, j, ystar, ws):
     Also clears the gradient ``ws.g``. Returns (log p_w(y*|x), log p_w(ŷ|x), ŷ == y*); samples N tokens."""
     llstar, _ = sequence_loglik(fm, w, x, j, ystar, ws.tok, ws.seq)
     fill(ws.g, 0.0)
-    logpc, _ = sample_sequence(fm, w, w0, x, j, POLICY, 0.0, ws.state, ws.yc, ws.lsec, ws.seq)
+    logpc, _ = sample_sequence(fm, w, w0, x, j, np.int64(POLICY), 0.0, ws.state, ws.yc, ws.lsec, ws.seq)
     return llstar, logpc, equal(ws.yc, ystar)
 
 

@@ -26,7 +26,8 @@ ROUND = None  # bound per driver by ``chunk_driver``
 def count_round(counters, outcome):
     """Add one round's outcome (a round kernel's return tuple) to the cumulative counters float64[NCOUNT]."""
     llstar, _logpc, correct, _reward, orm, prm, tokens, _eta, gsq = outcome
-    add_counts(counters, 1.0, orm, prm, tokens, 0.0 if correct else 1.0, 1.0 - math.exp(llstar), gsq > 0.0)
+    add_counts(counters, 1.0, float(orm), float(prm), float(tokens), 0.0 if correct else 1.0, 1.0 - math.exp(llstar),
+               1.0 if gsq > 0.0 else 0.0)
 
 
 @njit(cache=True)

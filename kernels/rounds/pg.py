@@ -4,6 +4,7 @@ the group, an optional clipped importance weight, and one update with the group-
 ``pg_bandit_round`` is the same algorithm fused for its commonest special case (see ``is_bandit``)."""
 import math
 
+import numpy as np
 from numba import njit
 
 from ..advantages import group_advantages
@@ -47,7 +48,7 @@ def pg_round(p, fm, w, w0, G2, x, j, ystar, ws):
         if a_s != 0.0:
             for i in range(N):
                 ws.adv[i] = a_s
-            accumulate_grad(fm, w, x, j, ws.Ys[s], ws.adv, ws.lses[s], True, 1.0 / G, ws.g, ws.seq)
+            accumulate_grad(fm, w, x, j, ws.Ys[s], ws.adv, ws.lses[s], np.bool_(True), 1.0 / G, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, mean_r, G, 0, tokens, eta, gsq
 

@@ -7,6 +7,7 @@ variant:
   over prefix checks (O(log N) queries);
 * ``on_policy_round``: A_i = r_i (±1 or 0/1) on the on-policy rollout, N prefix checks.
 """
+import numpy as np
 from numba import njit
 
 from ..features import prepare, token_logits
@@ -69,7 +70,7 @@ def _learn_prefix(p, fm, w, G2, x, j, ystar, L, ws):
     if L > 0:
         for i in range(N):
             ws.adv[i] = 1.0 if i < L else 0.0
-        accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, False, 1.0, ws.g, ws.seq)
+        accumulate_grad(fm, w, x, j, ystar, ws.adv, ws.tok, np.bool_(False), 1.0, ws.g, ws.seq)
     return finish_update(p, w, ws.g, G2)
 
 
@@ -81,7 +82,7 @@ def explore_round(p, fm, w, w0, G2, x, j, ystar, ws):
     prm = 1                       # check the whole rollout: one prefix check of length N
     L = N
     if not correct:
-        L, checks, drawn = extend_prefix(fm, w0, x, j, ystar, 0, p.m_tok, ws)
+        L, checks, drawn = extend_prefix(fm, w0, x, j, ystar, np.int64(0), p.m_tok, ws)
         prm += checks
         tokens += drawn
     eta, gsq = _learn_prefix(p, fm, w, G2, x, j, ystar, L, ws)
@@ -112,6 +113,6 @@ def on_policy_round(p, fm, w, w0, G2, x, j, ystar, ws):
     L = correct_prefix_len(ws.yc, ystar)
     for i in range(N):
         ws.adv[i] = 1.0 if i < L else neg
-    accumulate_grad(fm, w, x, j, ws.yc, ws.adv, ws.lsec, True, 1.0, ws.g, ws.seq)
+    accumulate_grad(fm, w, x, j, ws.yc, ws.adv, ws.lsec, np.bool_(True), 1.0, ws.g, ws.seq)
     eta, gsq = finish_update(p, w, ws.g, G2)
     return llstar, logpc, correct, L / N, 0, N, N, eta, gsq

@@ -55,7 +55,8 @@ def count_step(counters, out, N, mode, neg, updated, scratch):
     else:
         orm = B
         reward = (n_ok + neg * (B - n_ok)) / B
-    add_counts(counters, 1.0, orm, prm, B * N, B - n_ok, pairwise_sum(scratch), updated)
+    add_counts(counters, 1.0, float(orm), float(prm), float(B * N), float(B - n_ok), pairwise_sum(scratch),
+               float(updated))
     return n_ok / B, reward, pairwise_sum(llstar) / B, pairwise_sum(out.logp) / B
 
 

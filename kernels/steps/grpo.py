@@ -308,9 +308,9 @@ def grpo_step(fm, w, w0, X, J, Ystar, p, seed, first_stream, it, out, g):
         for blk in prange(nb):          # y*'s score and the on-policy sample, as separate_step
             ws = block_workspace(scratch, blk)
             for b in range(blk * BLOCK, min(B, (blk + 1) * BLOCK)):
-                llstar[b], logp[b], prefix[b] = score_and_draw(fm, w, X[b], J[b], Ystar[b], ET, rm, fast, True,
-                                                               seed, first_stream + b, states[b], Y[b], lse[b],
-                                                               tok[b], ws)
+                llstar[b], logp[b], prefix[b] = score_and_draw(fm, w, X[b], J[b], Ystar[b], ET, rm, fast,
+                                                               np.bool_(True), seed, first_stream + b, states[b],
+                                                               Y[b], lse[b], tok[b], ws)
                 if fast:
                     sequence_loglik_bigram(fm, w, X[b], ET, rm, Y[b], lold[b], ws)
                     if p.beta != 0.0:

@@ -75,7 +75,7 @@ def score_and_draw(fm, w, x, j, ystar, ET, rm, fast, draw, seed, stream, state, 
     if fast:
         lp = sample_sequence_bigram(fm, w, x, ET, rm, state, y, lse, ws)
     else:
-        lp, _ = sample_sequence(fm, w, w, x, j, POLICY, 0.0, state, y, lse, ws)
+        lp, _ = sample_sequence(fm, w, w, x, j, np.int64(POLICY), 0.0, state, y, lse, ws)
     N = ystar.shape[0]
     n = 0
     while n < N and y[n] == ystar[n]:

@@ -16,7 +16,8 @@ MODULES = {"fig1": "fig1", "lq-curves": "lq_curves", "sgd-lr": "sgd_lr", "mistak
            "fig1-pooled": "fig1_pooled",
            "per-sample-mixture": "per_sample_mixture",
            "mistakes-log": "mistakes_log",
-           "pass-at-k": "pass_at_k"}
+           "pass-at-k": "pass_at_k",
+           "orm-floor": "orm_floor"}
 NAMES = tuple(MODULES)
 
 

@@ -86,7 +86,8 @@ WRONG = {   # variant: (how it is swapped in, the checks it must fail)
     # the learner handed the base's argmax does not learn (a step of 1e-12): it never reaches the lowest target
     # (capped at 2·10^4 rounds here instead of max_rounds: at this step it would not reach it in any number)
     "argmax_does_not_learn": (("_arm_overrides", lambda arm, M, m: {**_right(arm, M, m), **(
-        {"algo.lr_rule": "constant", "algo.lr": 1e-12, "run.rounds": 20000} if arm == "argmax" else {})}),
+        {"algo.lr_rule": "constant", "algo.lr": 1e-12, "run.rounds": 20000, "run.eval_every": 1000}
+        if arm == "argmax" else {})}),
                               {"floor"}),
 }
 # the checks a wrong engine of this file fails (tests/test_checks_have_wrong_engines.py reads it)
@@ -119,7 +120,10 @@ def test_each_wrong_engine_fails_its_checks(right, tmp_path, monkeypatch, varian
     (name, wrong), caught = WRONG[variant]
     monkeypatch.setattr(orm_floor, name, wrong)
     shutil.copytree(right.out, tmp_path / variant, symlinks=True)
-    ctx = run_experiment("orm-floor", "small", tmp_path / variant, resume=True, log=lambda *_: None)
+    # one seed (seed 50's arms reused), so the bands are those of a one-seed mean; measured, each variant still
+    # fails: rounds_as_queries's levels by 6.2–6.8 in log and its floor at 0.36; constant_rate's levels at 1.5 bands
+    # (M = 24, ε = 0.5); M_ignored's slope 0.000; the non-learning argmax learner never reaches the target
+    ctx = run_experiment("orm-floor", "small", tmp_path / variant, seeds=1, resume=True, log=lambda *_: None)
     verdict = _verdict(ctx)
     assert {n for n, ok in verdict.items() if not ok} >= caught, verdict
 

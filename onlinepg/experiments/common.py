@@ -333,6 +333,16 @@ def pyplot():
     return plt
 
 
+def log_axes(ax, xlabel, ylabel, title, legend_size=7):
+    """Log-log axes with their labels, title and legend: the finish every query-law panel shares."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+
+
 def pass_at_k_figure(ctx, stem, title, base, arms, legend_size=8):
     """One pass@k figure (the experiments that read passk/): the base's curve ``base`` = (k, pass@k) dashed, and
     each of ``arms`` = [(k, pass@k, colour, label)], on log₂ k axes; written as ``stem`` through ``ctx.figure``."""

@@ -14,6 +14,7 @@ queries as ``barrier_zero.visit_costs`` says, with its own group's mixture mass 
 visited uniformly (the Poisson clock); the queries at a target are those spent up to the first evaluation whose exact
 test error is ≤ ε (``simulate``). The floor n(ε)/Q_q(ε) is ``orm_lower_bound.required_finds`` over Q_q(ε).
 """
+import functools
 import itertools
 import math
 
@@ -25,7 +26,7 @@ from ..lq import evaluate_likelihoods, likelihood_quantile
 from ..tasks import staircase_base
 from .barrier import mixture_mass
 from .barrier_zero import likelihood_after_updates, visit_costs
-from .common import first_reaching, fit_slope, markdown_table, mean_over_seeds, model_band, pyplot
+from .common import first_reaching, fit_slope, log_axes, markdown_table, mean_over_seeds, model_band, pyplot
 from .orm_lower_bound import required_finds, step_targets
 
 ARMS = {"best_of_m": ({"algo.name": "best_of_m"}, "orm_queries", 4),
@@ -89,6 +90,14 @@ def simulate(arm, k, N, groups, m, targets, eval_every, reps, seed, chunk_cells=
     return np.concatenate(out)
 
 
+@functools.lru_cache(maxsize=32)
+def _model_logs(k, N, groups, m, eps, eval_every, reps, seed):
+    """log of best-of-m's ``simulate``, kept for the process (the tests run one scale many times)."""
+    logs = np.log(simulate("best_of_m", k, N, list(groups), m, list(eps), eval_every, reps, seed))
+    logs.flags.writeable = False
+    return logs
+
+
 def instance(ctx, M, seed=0):
     """(task, Likelihoods of y* under the staircase base on every context) at M contexts."""
     p = ctx.params
@@ -133,8 +142,8 @@ def run(ctx):
                         prepend=0).astype(int)
         groups = [(int(n), float(a)) for n, a in zip(sizes, p["alphas"]) if n > 0]
         eps = [t[0] for t in targets]
-        logs = np.log(simulate("best_of_m", k, N, groups, m, eps, ARMS["best_of_m"][2], p["model_reps"],
-                               p["model_seed"] + M))
+        logs = _model_logs(k, N, tuple(groups), m, tuple(eps), ARMS["best_of_m"][2], p["model_reps"],
+                           p["model_seed"] + M)
         inst[M] = dict(targets=targets, eps=eps, Q=Q, floor=[n / q for n, q in zip(need, Q)], logs=logs)
     mid = len(p["alphas"]) // 2
     X = np.log(np.array(Ms, float))
@@ -244,21 +253,12 @@ def _plot(ctx, agg, Ms, mid):
     rs = [r for r in agg if r["arm"] == "best_of_m" and r["M"] == Ms[-1]]
     ax0.plot([r["Q"] for r in rs], [r["model_queries"] for r in rs], "k--", lw=1, label="best-of-m, the model")
     ax0.plot([r["Q"] for r in rs], [r["floor"] for r in rs], "k:", lw=1, label="floor n(ε)/Q_q(ε)")
-    ax0.set_xscale("log")
-    ax0.set_yscale("log")
-    ax0.set_xlabel("Q_q(ε) at the target ε")
-    ax0.set_ylabel("reward queries to reach test error ≤ ε")
-    ax0.set_title(f"M = {Ms[-1]}: queries per target, one m")
-    ax0.legend(fontsize=7)
+    log_axes(ax0, "Q_q(ε) at the target ε", "reward queries to reach test error ≤ ε",
+             f"M = {Ms[-1]}: queries per target, one m")
     for arm, mk in (("best_of_m", "o"), ("onpolicy", "s")):
         rs = sorted([r for r in agg if r["arm"] == arm and r["step"] == mid and r["queries"]], key=lambda r: r["M"])
         ax1.plot([r["M"] for r in rs], [r["queries"] for r in rs], mk + "-", label=LABELS[arm])
-    ax1.set_xscale("log")
-    ax1.set_yscale("log")
-    ax1.set_xlabel("M (contexts; γ² = 1/(M·N))")
-    ax1.set_ylabel("queries to the middle target")
-    ax1.set_title("The 1/γ² factor at fixed Q_q(ε)")
-    ax1.legend(fontsize=7)
+    log_axes(ax1, "M (contexts; γ² = 1/(M·N))", "queries to the middle target", "The 1/γ² factor at fixed Q_q(ε)")
     fig.tight_layout()
     ctx.figure(fig, "orm_floor")
     plt.close(fig)

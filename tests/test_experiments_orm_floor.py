@@ -109,7 +109,7 @@ def test_the_right_engine_passes_every_check(right):
     assert checks == CAUGHT, "every registered check must have a wrong engine that fails it"
     m = orm_floor.fixed_m(ctx.params, 8)
     runs = sorted((ctx.out / "runs" / "best_of_m").glob("M=*/seed=*/config.toml"))
-    assert len(runs) == 6 and all(tomllib.loads(f.read_text())["algo"]["m"] == m for f in runs)   # one m for all
+    assert len(runs) == 9 and all(tomllib.loads(f.read_text())["algo"]["m"] == m for f in runs)   # one m for all
 
 
 @pytest.mark.parametrize("variant", list(WRONG))

@@ -188,8 +188,7 @@ def interleaved(learners, horizons, slots, marks):
 
 def engine_check(T, expected_mistakes, k=K_CLASSES, d=D_CONTEXT):
     """The same config through ``onlinepg.engine.run`` (its own context generation, exact evaluation, Parquet
-    trace every 100th round): rounds/s end to end and whether its mistakes equal the kernel loop's (None: not
-    compared)."""
+    trace every 100th round): rounds/s end to end and whether its mistakes equal the kernel loop's."""
     import tempfile
     import onlinepg
     with tempfile.TemporaryDirectory() as tmp:

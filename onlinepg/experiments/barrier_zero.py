@@ -63,31 +63,53 @@ def simulate(arm, k, N, M, p_tok, m, eps, eval_every, reps, seed, chunk_cells=1 
     """Queries to the first evaluation with test error ≤ eps, one value per replicate (module docstring). A
     context's states are followed until its own error is ≤ eps/10 (it then counts as eps/10: the run's stop is
     delayed by at most that); replicates go in chunks of at most chunk_cells states."""
-    rng = np.random.default_rng(seed)
     P = likelihood_after_updates(k, N, eps / 10.0)
-    sigma, fail, success = visit_costs(arm, P[:-1], mixture_mass(p_tok, k, N), m)
-    n = len(sigma)
+    costs = visit_costs(arm, P[:-1], mixture_mass(p_tok, k, N), m)
+    return visit_clock(arm, M, [(M, P, *costs)], 1.0 - P[0], [eps], eval_every, reps, seed,
+                       chunk_cells=chunk_cells)[:, 0]
+
+
+def visit_clock(arm, M, groups, err0, targets, eval_every, reps, seed, thinned=False, chunk_cells=1 << 22):
+    """The Poisson clock over M contexts (module docstring): queries at the first evaluation whose test error is
+    ≤ ε, for each ε of ``targets``, float[reps, len(targets)]. ``groups`` is [(contexts, P, σ, failed-visit cost,
+    successful-visit cost)] per group of alike contexts (P their likelihood states, the rest ``visit_costs``'s per
+    state), ``err0`` the test error before any update. ``thinned``: the current state's visits before T, all
+    failed, count (1 − σ)(T − t₀)/M, their expected number given that the next success comes after T; without it
+    (T − t₀)/M, exact only as σ → 0 (barrier-zero's registered model)."""
+    rng = np.random.default_rng(seed)
+    per = max(1, chunk_cells // sum(n * len(sigma) for n, _, sigma, _, _ in groups))
     out = []
-    for lo in range(0, reps, max(1, chunk_cells // (M * n))):
-        r = min(reps, lo + max(1, chunk_cells // (M * n))) - lo
-        V = rng.geometric(sigma, size=(r, M, n)).astype(float)      # visits spent in each state
-        leave = np.cumsum(rng.gamma(V, M), axis=2)                   # round of each state's successful visit
-        order = np.argsort(leave.reshape(r, -1), axis=1)
-        times = np.take_along_axis(leave.reshape(r, -1), order, axis=1)
-        drop = np.broadcast_to(np.diff(P) / M, (r, M, n)).reshape(r, -1)   # test error drop of each update
-        err = (1.0 - P[0]) - np.cumsum(np.take_along_axis(drop, order, axis=1), axis=1)
-        first = np.argmax(err <= eps, axis=1)
-        T = np.ceil(times[np.arange(r), first] / eval_every) * eval_every
-        if arm == "onpolicy":
-            out.append(T)                                             # one query per round
-            continue
-        Tb = T[:, None, None]
-        done = leave <= Tb                                            # states left by round T
-        spent = ((V - 1.0) * fail + success) * done
-        start = np.concatenate([np.zeros((r, M, 1)), leave[:, :, :-1]], axis=2)
-        current = ~done & (start <= Tb)                               # the state each context is in at T
-        spent += current * (Tb - start) / M * fail                    # its failed visits so far (expected)
-        out.append(spent.sum(axis=(1, 2)))
+    for lo in range(0, reps, per):
+        r = min(reps, lo + per) - lo
+        draws = []
+        for n, P, sigma, fail, success in groups:
+            V = rng.geometric(sigma, size=(r, n, len(sigma))).astype(float)    # visits spent in each state
+            draws.append((V, np.cumsum(rng.gamma(V, M), axis=2)))               # round of each successful visit
+        leave = np.concatenate([lv.reshape(r, -1) for _, lv in draws], axis=1)
+        drop = np.concatenate([np.broadcast_to(np.diff(P) / M, (r, n, len(P) - 1)).reshape(r, -1)
+                               for n, P, *_ in groups], axis=1)                  # test error drop of each update
+        order = np.argsort(leave, axis=1)
+        times = np.take_along_axis(leave, order, axis=1)
+        err = err0 - np.cumsum(np.take_along_axis(drop, order, axis=1), axis=1)
+        cols = []
+        for eps in targets:
+            first = np.argmax(err <= eps, axis=1)
+            T = np.ceil(times[np.arange(r), first] / eval_every) * eval_every
+            if arm == "onpolicy":
+                cols.append(T)                                                  # one query per round
+                continue
+            Tb = T[:, None, None]
+            spent = np.zeros(r)
+            for (V, lv), (n, P, sigma, fail, success) in zip(draws, groups):
+                done = lv <= Tb                                                 # states left by round T
+                start = np.concatenate([np.zeros((r, n, 1)), lv[:, :, :-1]], axis=2)
+                current = ~done & (start <= Tb)                                 # each context's state at T
+                failed = current * (Tb - start) / M                             # its failed visits so far
+                if thinned:
+                    failed = failed * (1.0 - sigma)
+                spent += (((V - 1.0) * fail + success) * done + failed * fail).sum(axis=(1, 2))
+            cols.append(spent)
+        out.append(np.stack(cols, axis=1))
     return np.concatenate(out)
 
 

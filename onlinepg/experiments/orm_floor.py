@@ -25,7 +25,7 @@ from ..build import build_task
 from ..lq import evaluate_likelihoods, likelihood_quantile
 from ..tasks import staircase_base
 from .barrier import mixture_mass
-from .barrier_zero import likelihood_after_updates, visit_costs
+from .barrier_zero import likelihood_after_updates, visit_clock, visit_costs
 from .common import first_reaching, fit_slope, log_axes, markdown_table, mean_over_seeds, model_band, pyplot
 from .orm_lower_bound import required_finds, step_targets
 
@@ -44,50 +44,16 @@ def base_gap(alpha, k, N):
 
 def simulate(arm, k, N, groups, m, targets, eval_every, reps, seed, chunk_cells=1 << 22):
     """Queries at the first evaluation with test error ≤ ε for each ε of ``targets``: float[reps, len(targets)].
-    ``groups`` is [(contexts, alpha)]; every context is followed until its own error is ≤ min(targets)/10."""
-    rng = np.random.default_rng(seed)
+    ``groups`` is [(contexts, alpha)]; every context is followed until its own error is ≤ min(targets)/10. The
+    clock is barrier-zero's (``barrier_zero.visit_clock``) with the current state's failed visits thinned by 1 − σ."""
     M = sum(n for n, _ in groups)
     floor = min(targets) / 10.0
     parts = []
     for n, alpha in groups:
         P = likelihood_after_updates(k, N, floor, z0=base_gap(alpha, k, N))
-        sigma, fail, success = visit_costs(arm, P[:-1], mixture_mass(alpha ** (1.0 / N), k, N), m)
-        parts.append((n, P, sigma, fail, success))
+        parts.append((n, P, *visit_costs(arm, P[:-1], mixture_mass(alpha ** (1.0 / N), k, N), m)))
     err0 = sum(n * (1.0 - P[0]) for n, P, *_ in parts) / M
-    per = max(1, chunk_cells // sum(n * len(s) for n, _, s, _, _ in parts))
-    out = []
-    for lo in range(0, reps, per):
-        r = min(reps, lo + per) - lo
-        draws = []
-        for n, P, sigma, fail, success in parts:
-            V = rng.geometric(sigma, size=(r, n, len(sigma))).astype(float)    # visits spent in each state
-            draws.append((V, np.cumsum(rng.gamma(V, M), axis=2)))               # round of each successful visit
-        leave = np.concatenate([lv.reshape(r, -1) for _, lv in draws], axis=1)
-        drop = np.concatenate([np.broadcast_to(np.diff(P) / M, (r, n, len(P) - 1)).reshape(r, -1)
-                               for (n, P, *_) in parts], axis=1)
-        order = np.argsort(leave, axis=1)
-        times = np.take_along_axis(leave, order, axis=1)
-        err = err0 - np.cumsum(np.take_along_axis(drop, order, axis=1), axis=1)
-        cols = []
-        for eps in targets:
-            first = np.argmax(err <= eps, axis=1)
-            T = np.ceil(times[np.arange(r), first] / eval_every) * eval_every
-            if arm == "onpolicy":
-                cols.append(T)
-                continue
-            Tb = T[:, None, None]
-            spent = np.zeros(r)
-            for (V, lv), (n, P, sigma, fail, success) in zip(draws, parts):
-                done = lv <= Tb
-                start = np.concatenate([np.zeros((r, n, 1)), lv[:, :, :-1]], axis=2)
-                current = ~done & (start <= Tb)
-                # the current state's visits before T all failed: a Poisson number of mean (1 − σ)(T − start)/M
-                # (barrier_zero.simulate counts (T − start)/M, exact only as σ → 0)
-                spent += (((V - 1.0) * fail + success) * done
-                          + current * (Tb - start) / M * (1.0 - sigma) * fail).sum(axis=(1, 2))
-            cols.append(spent)
-        out.append(np.stack(cols, axis=1))
-    return np.concatenate(out)
+    return visit_clock(arm, M, parts, err0, targets, eval_every, reps, seed, thinned=True, chunk_cells=chunk_cells)
 
 
 @functools.lru_cache(maxsize=32)
@@ -99,13 +65,13 @@ def _model_logs(k, N, groups, m, eps, eval_every, reps, seed):
 
 
 def instance(ctx, M, seed=0):
-    """(task, Likelihoods of y* under the staircase base on every context) at M contexts."""
+    """(Likelihoods of y* under the staircase base on every context, the group of each context) at M contexts."""
     p = ctx.params
     cfg = C.resolve(C.apply_overrides(ctx.config, [f"task.N={p['N']}", f"task.M={M}", f"task.seed={seed}"]
                                       + ctx.config_sets))
     task = build_task(cfg)
-    base, _ = staircase_base(task, p["alphas"], p["fractions"])
-    return task, evaluate_likelihoods(base, task.all_contexts())
+    base, group = staircase_base(task, p["alphas"], p["fractions"])
+    return evaluate_likelihoods(base, task.all_contexts()), group
 
 
 def fixed_m(p, k):
@@ -134,12 +100,11 @@ def run(ctx):
     Ms = list(p["Ms"])
     inst = {}
     for M in Ms:
-        task, lik = instance(ctx, M)
+        lik, group = instance(ctx, M)
         targets = step_targets(p["alphas"], p["fractions"], M)
         Q = [math.exp(likelihood_quantile(lik.loglik, eps)) for eps, _, _ in targets]
         need = [required_finds(M, eps, alpha, Sg) for eps, alpha, Sg in targets]
-        sizes = np.diff(np.round(np.cumsum(np.asarray(p["fractions"], float) / sum(p["fractions"])) * M),
-                        prepend=0).astype(int)
+        sizes = np.bincount(group, minlength=len(p["alphas"]))      # the base's own groups, as the runs have them
         groups = [(int(n), float(a)) for n, a in zip(sizes, p["alphas"]) if n > 0]
         eps = [t[0] for t in targets]
         logs = _model_logs(k, N, tuple(groups), m, tuple(eps), ARMS["best_of_m"][2], p["model_reps"],
